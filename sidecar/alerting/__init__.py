@@ -1,0 +1,1 @@
+"""Alert catalogue, evaluator and notifiers."""

@@ -1,0 +1,139 @@
+"""The ``vllm-sidecar`` command line.
+
+``run`` and ``check-config`` get one flag per setting, generated from :class:`Settings`, so a
+setting has the same name as a flag (``--scrape-interval``), an environment variable
+(``VLLM_SIDECAR_SCRAPE_INTERVAL``) and a YAML key (``scrape_interval``). Other subcommands live
+beside the code they drive and register themselves through ``register(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sidecar import __version__
+from sidecar.config import ConfigError, Settings, load
+
+Handler = Callable[[argparse.Namespace], int]
+
+SUBCOMMAND_MODULES = (
+    "sidecar.top",
+    "sidecar.emulator.cli",
+    "sidecar.loadgen.cli",
+    "sidecar.demo",
+)
+"""Modules that add their own subcommands (each has ``register(subparsers)``)."""
+
+_SETTING_PREFIX = "setting__"
+
+
+def _is_structured(annotation: Any) -> bool:
+    """True for dict/list settings, which take JSON on the command line."""
+    origin = typing.get_origin(annotation)
+    if origin in (dict, list):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_structured(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--kebab-case`` flag per setting, plus ``--config FILE``."""
+    parser.add_argument("--config", type=Path, help="YAML file of settings (flat keys).")
+    group = parser.add_argument_group("settings (each also VLLM_SIDECAR_<NAME> and a YAML key)")
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = (field.description or "").replace("%", "%%")
+        if field.annotation is bool:
+            group.add_argument(
+                flag,
+                dest=_SETTING_PREFIX + name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+            continue
+        if _is_structured(field.annotation):
+            help_text = f"{help_text} (JSON)".strip()
+        group.add_argument(
+            flag, dest=_SETTING_PREFIX + name, default=None, metavar="VALUE", help=help_text
+        )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Load settings with the flags in ``args`` winning over env and file."""
+    flags: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if not key.startswith(_SETTING_PREFIX) or value is None:
+            continue
+        name = key[len(_SETTING_PREFIX) :]
+        if _is_structured(Settings.model_fields[name].annotation) and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{name}: not valid JSON ({exc.msg})") from None
+        flags[name] = value
+    return load(config_file=args.config, **flags)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    print(json.dumps(settings.masked(), indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    from sidecar import app, logs
+
+    logs.configure(settings.log_level, settings.log_format)
+    return app.run(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="vllm-sidecar",
+        description="Observability sidecar and alerting pack for a self-hosted vLLM server.",
+    )
+    parser.add_argument("--version", action="version", version=f"vllm-sidecar {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = subparsers.add_parser("run", help="Scrape, derive, alert and proxy beside vLLM.")
+    add_setting_flags(run)
+    run.set_defaults(func=_cmd_run)
+
+    check = subparsers.add_parser(
+        "check-config", help="Print the effective settings (secrets masked) or the first error."
+    )
+    add_setting_flags(check)
+    check.set_defaults(func=_cmd_check_config)
+
+    for module_name in SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"vllm-sidecar: invalid config: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""A faithful vLLM stand-in for demos, tests and alert fire drills."""

@@ -1,0 +1,1 @@
+"""An OpenAI-API load generator with steady, ramp and burst profiles."""

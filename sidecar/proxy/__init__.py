@@ -1,0 +1,1 @@
+"""OpenAI-compatible pass-through with per-request timing."""

@@ -1,0 +1,1 @@
+"""The reviewer side: pull, query and compare sampled completions."""

@@ -1,0 +1,1 @@
+"""Sample decision, record schema, redaction, disk spool and S3 upload."""

@@ -1,0 +1,1 @@
+"""Scraping vLLM's /metrics: exposition parsing, the metric catalogue, and the scrape loop."""
