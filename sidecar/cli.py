@@ -74,12 +74,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if not key.startswith(_SETTING_PREFIX) or value is None:
             continue
         name = key[len(_SETTING_PREFIX) :]
+        flags[name] = value
         if _is_structured(Settings.model_fields[name].annotation) and isinstance(value, str):
             try:
-                value = json.loads(value)
+                flags[name] = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{name}: not valid JSON ({exc.msg})") from None
-        flags[name] = value
     return load(config_file=args.config, **flags)
 
 

@@ -1,79 +1,15 @@
-"""Fixtures every test area shares: free loopback ports and child processes cleaned up by PID."""
+"""Fixtures every test area shares (the helpers themselves live in ``tests/support.py``)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-"""The read-only test data beside the checkout (vLLM pages, conformance corpus, CRD schemas)."""
+from tests.support import SHARED, Processes, free_port, wait_for_port
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    """Block until something accepts connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    msg = f"nothing listened on 127.0.0.1:{port} within {timeout}s"
-    raise TimeoutError(msg)
-
-
-class Processes:
-    """Starts child processes in their own process group and kills every one of them at exit."""
-
-    def __init__(self) -> None:
-        self._children: list[subprocess.Popen[bytes]] = []
-
-    def start(
-        self,
-        argv: Sequence[str],
-        *,
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-        log: Path | None = None,
-    ) -> subprocess.Popen[bytes]:
-        out = log.open("wb") if log else subprocess.DEVNULL
-        child = subprocess.Popen(  # noqa: S603 - argv is built by the tests themselves
-            list(argv),
-            env={**os.environ, **(env or {})},
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._children.append(child)
-        return child
-
-    def sidecar(self, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
-        """Run ``vllm-sidecar ARGS`` from this interpreter."""
-        return self.start([sys.executable, "-m", "sidecar.cli", *args], **kwargs)  # type: ignore[arg-type]
-
-    def stop_all(self) -> None:
-        for child in self._children:
-            if child.poll() is None:
-                try:
-                    os.killpg(child.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                child.wait(timeout=10)
+__all__ = ["SHARED", "Processes", "free_port", "wait_for_port"]
 
 
 @pytest.fixture

@@ -1,0 +1,86 @@
+"""The admin HTTP server (default :9400): metrics, health, readiness and the derived signals.
+
+It is separate from the proxy port so that Prometheus, probes and humans never compete with LLM
+traffic, and so the proxy port can be exposed while the admin port stays inside the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from sidecar import __version__
+from sidecar.metrics import REGISTRY
+from sidecar.scrape.scraper import ScrapeStatus
+from sidecar.signals.derive import Signals
+
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(slots=True)
+class AdminState:
+    """What the admin routes read; owned by the app, updated by the scrape loop."""
+
+    scrape: ScrapeStatus
+    local_registry: CollectorRegistry
+    signals: Signals | None = None
+    alerts: Callable[[], list[dict[str, Any]]] | None = None
+    extra_routes: list[web.RouteDef] = field(default_factory=list)
+
+
+def build_admin_app(state: AdminState) -> web.Application:
+    """The aiohttp application serving the admin endpoints."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body = generate_latest(REGISTRY) + generate_latest(state.local_registry)
+        return web.Response(body=body, headers={"Content-Type": TEXT_FORMAT})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "version": __version__})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        scrape = state.scrape
+        body = {
+            "ready": scrape.ready,
+            "consecutive_failures": scrape.consecutive_failures,
+            "last_error": scrape.last_error_reason,
+            "last_success": scrape.last_success_wall,
+        }
+        return web.json_response(body, status=200 if scrape.ready else 503)
+
+    async def signals(_request: web.Request) -> web.Response:
+        scrape = state.scrape
+        body: dict[str, Any] = {
+            "scrape": {
+                "ready": scrape.ready,
+                "last_success": scrape.last_success_wall,
+                "consecutive_failures": scrape.consecutive_failures,
+                "last_error": scrape.last_error,
+                "missing_metrics": list(scrape.missing_metrics),
+                "vllm_version": scrape.vllm_version,
+            },
+            "signals": state.signals.to_json() if state.signals else None,
+        }
+        return web.json_response(body)
+
+    async def alerts(_request: web.Request) -> web.Response:
+        current = state.alerts() if state.alerts else []
+        return web.json_response({"status": "success", "data": {"alerts": current}})
+
+    app = web.Application()
+    handlers: list[tuple[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
+        ("/metrics", metrics),
+        ("/healthz", healthz),
+        ("/readyz", readyz),
+        ("/api/v1/signals", signals),
+        ("/api/v1/alerts", alerts),
+    ]
+    for path, handler in handlers:
+        app.router.add_get(path, handler)
+    app.add_routes(state.extra_routes)
+    return app

@@ -1,0 +1,50 @@
+"""What the proxy hands to the sampler once a request is over: the contract between the two.
+
+The proxy fills an :class:`Exchange` for every request with what it already has (references to the
+bytes it relayed, the times it measured) and never parses or copies anything for it. Everything
+expensive (assembling a streamed answer, redaction, serialisation) happens later, off the request
+path, and only for the exchanges the sampler keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request/response pair as seen by the proxy."""
+
+    request_id: str
+    method: str
+    path: str
+    model: str | None
+    key_name: str | None
+    status: int
+    request_body: bytes
+    response_chunks: Sequence[bytes]
+    """The response body exactly as relayed: SSE bytes when ``streamed``, else the JSON body."""
+    streamed: bool
+    started_at: float
+    """Wall-clock seconds when the proxy received the request."""
+    ttft_seconds: float | None
+    e2e_seconds: float
+    finish_reason: str | None = None
+    """Cheaply extracted by the proxy when it could (last event / body tail); None otherwise."""
+    error: str | None = None
+    """Proxy-side failure: ``upstream_connect``, ``upstream_timeout``, ``client_disconnect``..."""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Sampler(Protocol):
+    """The proxy's view of the sampling pipeline. Both calls are cheap and never raise."""
+
+    def head_decision(self, request_id: str, model: str | None) -> bool:
+        """Whether this request is in the random sample (deterministic from the request id)."""
+        ...
+
+    def offer(self, exchange: Exchange, *, sampled: bool) -> None:
+        """Hand over a finished exchange; keep-rules may keep it even when not ``sampled``."""
+        ...

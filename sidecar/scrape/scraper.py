@@ -1,0 +1,218 @@
+"""The scrape loop: GET vLLM's /metrics on a fixed interval, parse, keep history, count failures.
+
+A failed scrape never stops the loop and never throws away history: it is counted by reason,
+logged once per change of state, and makes ``/readyz`` answer 503 until the next good scrape.
+The loop ticks on a fixed schedule (not "sleep after the work"), so a slow vLLM does not stretch
+the interval that rates and forecasts assume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+
+from sidecar.config import Settings
+from sidecar.metrics import REGISTRY
+from sidecar.scrape.catalogue import CATALOGUE, missing_required
+from sidecar.scrape.parse import ExpositionError, parse_snapshot
+from sidecar.signals.history import History
+from sidecar.snapshot import Snapshot
+
+ACCEPT = "text/plain; version=0.0.4; charset=utf-8, */*;q=0.1"
+"""Ask for the classic text format: vLLM's OpenMetrics output is broken upstream (see reference)."""
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+"""A vLLM page is ~60 KB; anything this large is not a metrics page and would only eat memory."""
+
+SCRAPES = Counter(
+    "vllm_sidecar_scrapes_total", "Scrapes of vLLM's /metrics attempted.", registry=REGISTRY
+)
+SCRAPE_ERRORS = Counter(
+    "vllm_sidecar_scrape_errors_total",
+    "Failed scrapes of vLLM's /metrics, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+SCRAPE_DURATION = Histogram(
+    "vllm_sidecar_scrape_duration_seconds",
+    "Time to fetch and parse vLLM's /metrics.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+LAST_SUCCESS = Gauge(
+    "vllm_sidecar_last_scrape_success_timestamp_seconds",
+    "Unix time of the last successful scrape (0 before the first).",
+    registry=REGISTRY,
+)
+UPSTREAM_UP = Gauge(
+    "vllm_sidecar_upstream_up",
+    "1 when the last scrape of vLLM succeeded, else 0.",
+    registry=REGISTRY,
+)
+METRICS_MISSING = Gauge(
+    "vllm_sidecar_vllm_metrics_missing",
+    "1 when a metric every supported vLLM exposes was absent from the last good scrape.",
+    ["metric"],
+    registry=REGISTRY,
+)
+SCRAPE_BYTES = Gauge(
+    "vllm_sidecar_scrape_body_bytes", "Size of the last /metrics body.", registry=REGISTRY
+)
+
+for _metric in CATALOGUE:
+    if _metric.required:
+        METRICS_MISSING.labels(metric=_metric.name).set(0)
+for _reason in ("connect", "timeout", "http_status", "too_large", "truncated", "syntax"):
+    SCRAPE_ERRORS.labels(reason=_reason)
+
+
+class ScrapeError(Exception):
+    """One failed scrape; ``reason`` is a bounded label value."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class ScrapeStatus:
+    """What the admin server and alerts need to know about scraping."""
+
+    last_success_monotonic: float | None = None
+    last_success_wall: float | None = None
+    last_error: str | None = None
+    last_error_reason: str | None = None
+    consecutive_failures: int = 0
+    missing_metrics: tuple[str, ...] = ()
+    vllm_version: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Ready when the most recent scrape succeeded."""
+        return self.last_success_monotonic is not None and self.consecutive_failures == 0
+
+
+class Scraper:
+    """Fetches and parses vLLM's /metrics into ``history`` every ``scrape_interval`` seconds."""
+
+    def __init__(
+        self, settings: Settings, session: aiohttp.ClientSession, history: History
+    ) -> None:
+        self._settings = settings
+        self._session = session
+        self._history = history
+        self._url = settings.upstream + settings.metrics_path
+        self._timeout = aiohttp.ClientTimeout(total=settings.scrape_timeout)
+        self.status = ScrapeStatus()
+        self._log = structlog.get_logger("sidecar.scrape")
+
+    async def _fetch(self) -> tuple[bytes, str | None]:
+        try:
+            async with self._session.get(
+                self._url, headers={"Accept": ACCEPT}, timeout=self._timeout
+            ) as response:
+                if response.status != 200:
+                    raise ScrapeError("http_status", f"GET {self._url} answered {response.status}")
+                if (response.content_length or 0) > MAX_BODY_BYTES:
+                    raise ScrapeError("too_large", f"body of {response.content_length} bytes")
+                body = await response.content.read(MAX_BODY_BYTES + 1)
+                if len(body) > MAX_BODY_BYTES:
+                    raise ScrapeError("too_large", f"body over {MAX_BODY_BYTES} bytes")
+                return body, response.headers.get("Content-Type")
+        except TimeoutError as exc:
+            raise ScrapeError(
+                "timeout", f"no answer within {self._settings.scrape_timeout}s"
+            ) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise ScrapeError("truncated", f"body cut short: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise ScrapeError("connect", f"{type(exc).__name__}: {exc}") from exc
+
+    async def scrape_once(self) -> Snapshot | None:
+        """One scrape; returns the snapshot, or None after counting and logging the failure."""
+        SCRAPES.inc()
+        started = time.perf_counter()
+        try:
+            body, content_type = await self._fetch()
+            SCRAPE_BYTES.set(len(body))
+            snapshot = parse_snapshot(
+                body, content_type, timestamp=time.time(), monotonic=time.monotonic()
+            )
+        except ScrapeError as exc:
+            self._failed(exc.reason, str(exc))
+            return None
+        except ExpositionError as exc:
+            self._failed(exc.reason, str(exc))
+            return None
+        finally:
+            SCRAPE_DURATION.observe(time.perf_counter() - started)
+        self._succeeded(snapshot)
+        return snapshot
+
+    def _failed(self, reason: str, message: str) -> None:
+        SCRAPE_ERRORS.labels(reason=reason).inc()
+        UPSTREAM_UP.set(0)
+        status = self.status
+        if status.consecutive_failures == 0 or status.last_error_reason != reason:
+            self._log.warning("scrape_failed", reason=reason, error=message, url=self._url)
+        status.consecutive_failures += 1
+        status.last_error, status.last_error_reason = message, reason
+
+    def _succeeded(self, snapshot: Snapshot) -> None:
+        self._history.append(snapshot)
+        status = self.status
+        if status.consecutive_failures:
+            self._log.info("scrape_recovered", after_failures=status.consecutive_failures)
+        status.consecutive_failures = 0
+        status.last_success_monotonic = snapshot.monotonic
+        status.last_success_wall = snapshot.timestamp
+        missing = tuple(missing_required(snapshot.present))
+        if missing != status.missing_metrics and missing:
+            self._log.warning("vllm_metrics_missing", metrics=list(missing))
+        status.missing_metrics = missing
+        for metric in CATALOGUE:
+            if metric.required:
+                METRICS_MISSING.labels(metric=metric.name).set(1 if metric.name in missing else 0)
+        LAST_SUCCESS.set(snapshot.timestamp)
+        UPSTREAM_UP.set(1)
+
+    async def fetch_version(self) -> str | None:
+        """vLLM's ``/version`` (``{"version": "0.33.0"}``), or None when it cannot be read."""
+        try:
+            async with self._session.get(
+                self._settings.upstream + "/version", timeout=self._timeout
+            ) as response:
+                if response.status != 200:
+                    return None
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        version = data.get("version") if isinstance(data, dict) else None
+        return str(version) if version is not None else None
+
+    async def run(self, stop: asyncio.Event, on_snapshot: Callable[[Snapshot], None]) -> None:
+        """Scrape on a fixed schedule until ``stop`` is set; hand each good snapshot on."""
+        interval = self._settings.scrape_interval
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while not stop.is_set():
+            snapshot = await self.scrape_once()
+            if snapshot is not None:
+                on_snapshot(snapshot)
+                if self.status.vllm_version is None:
+                    self.status.vllm_version = await self.fetch_version()
+            else:
+                self.status.vllm_version = None  # re-read when vLLM is back (maybe upgraded)
+            next_tick += interval
+            now = loop.time()
+            if next_tick < now:  # fell behind (slow scrape): skip missed ticks, keep the phase
+                next_tick += ((now - next_tick) // interval + 1) * interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=next_tick - now)
