@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     metrics_path: str = Field(default="/metrics", pattern=r"^/")
     history_seconds: float = Field(
         default=900.0,
-        ge=60,
+        ge=300,
         le=86400,
         description="How much scrape history to keep for windows and trends.",
     )
@@ -154,6 +154,18 @@ class Settings(BaseSettings):
     spool_when_full: Literal["drop_newest", "drop_oldest"] = "drop_newest"
     upload_batch_max_records: int = Field(default=500, ge=1)
     upload_batch_max_seconds: float = Field(default=60.0, gt=0)
+    upload_retry_initial_seconds: float = Field(
+        default=1.0, gt=0, le=3600, description="First retry delay while the sink fails."
+    )
+    upload_retry_max_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="Cap of the jittered exponential retry delay."
+    )
+    sample_queue_max_records: int = Field(
+        default=1000, ge=1, description="Kept exchanges waiting in memory to be spooled."
+    )
+    sample_queue_max_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Bytes of kept exchanges waiting in memory."
+    )
     s3_bucket: str | None = None
     s3_prefix: str = "vllm-samples"
     s3_region: str | None = None
@@ -180,6 +192,10 @@ class Settings(BaseSettings):
     slo_target: float = Field(default=0.99, gt=0, lt=1)
     external_labels: dict[str, str] = Field(
         default_factory=dict, description="Labels added to every alert the sidecar sends."
+    )
+    alert_runbook_url: HttpUrl = Field(
+        default="https://github.com/vllm-sidecar/vllm-sidecar/blob/main/alerts/runbooks.md",
+        description="Runbook document; each alert's runbook_url is this plus #<alertname>.",
     )
 
     @field_validator("metrics_path")

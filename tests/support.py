@@ -49,15 +49,19 @@ class Processes:
         cwd: Path | None = None,
         log: Path | None = None,
     ) -> subprocess.Popen[bytes]:
-        out = log.open("wb") if log else subprocess.DEVNULL
-        child = subprocess.Popen(
-            list(argv),
-            env={**os.environ, **(env or {})},
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        out = log.open("wb") if log else None
+        try:
+            child = subprocess.Popen(  # noqa: S603 - argv is built by the tests themselves
+                list(argv),
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                stdout=out or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            if out is not None:
+                out.close()  # the child has its own copy of the descriptor
         self._children.append(child)
         return child
 

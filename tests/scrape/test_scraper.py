@@ -51,17 +51,22 @@ async def upstream() -> AsyncIterator[Upstream]:
         if state.mode == "500":
             return web.Response(status=500, text="engine dead")
         if state.mode == "slow":
-            await asyncio.sleep(5)
+            await asyncio.sleep(1.5)
             return web.Response(body=PAGE, content_type="text/plain")
         if state.mode == "truncated":
             return await _raw_truncated(request)
         if state.mode == "cut_line":
             return web.Response(body=PAGE[:-7], content_type="text/plain")
-        return web.Response(body=b"\x00\xffnot metrics{{{\n", content_type="text/plain")
+        if state.mode == "binary":
+            return web.Response(body=b"\x00\xff\xfe metrics\n", content_type="text/plain")
+        return web.Response(body=b"this is {{{ not metrics\n", content_type="text/plain")
+
+    async def version(_request: web.Request) -> web.Response:
+        return web.json_response({"version": "0.33.0"})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/version", lambda _r: web.json_response({"version": "0.33.0"}))
+    app.router.add_get("/version", version)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -89,6 +94,7 @@ def _error_count(reason: str) -> float:
         ("truncated", "truncated"),
         ("cut_line", "truncated"),
         ("garbage", "syntax"),
+        ("binary", "encoding"),
     ],
 )
 async def test_each_failure_is_counted_and_recovers(
