@@ -49,13 +49,9 @@ CATALOGUE: tuple[CanonicalMetric, ...] = (
         required=True,
     ),
     # Counters.
-    CanonicalMetric(
-        "preemptions", Kind.COUNTER, ("vllm:num_preemptions",), required=True
-    ),
+    CanonicalMetric("preemptions", Kind.COUNTER, ("vllm:num_preemptions",), required=True),
     CanonicalMetric("prompt_tokens", Kind.COUNTER, ("vllm:prompt_tokens",), required=True),
-    CanonicalMetric(
-        "generation_tokens", Kind.COUNTER, ("vllm:generation_tokens",), required=True
-    ),
+    CanonicalMetric("generation_tokens", Kind.COUNTER, ("vllm:generation_tokens",), required=True),
     CanonicalMetric(
         "request_success",
         Kind.COUNTER,
@@ -80,9 +76,7 @@ CATALOGUE: tuple[CanonicalMetric, ...] = (
         extra_labels=("reason",),
     ),
     # Latency histograms (seconds).
-    CanonicalMetric(
-        "ttft", Kind.HISTOGRAM, ("vllm:time_to_first_token_seconds",), required=True
-    ),
+    CanonicalMetric("ttft", Kind.HISTOGRAM, ("vllm:time_to_first_token_seconds",), required=True),
     CanonicalMetric(
         "itl",
         Kind.HISTOGRAM,
@@ -95,14 +89,10 @@ CATALOGUE: tuple[CanonicalMetric, ...] = (
     CanonicalMetric("queue_time", Kind.HISTOGRAM, ("vllm:request_queue_time_seconds",)),
     CanonicalMetric("prefill_time", Kind.HISTOGRAM, ("vllm:request_prefill_time_seconds",)),
     CanonicalMetric("decode_time", Kind.HISTOGRAM, ("vllm:request_decode_time_seconds",)),
-    CanonicalMetric(
-        "tpot", Kind.HISTOGRAM, ("vllm:request_time_per_output_token_seconds",)
-    ),
+    CanonicalMetric("tpot", Kind.HISTOGRAM, ("vllm:request_time_per_output_token_seconds",)),
     # Size histograms (tokens).
     CanonicalMetric("prompt_length", Kind.HISTOGRAM, ("vllm:request_prompt_tokens",)),
-    CanonicalMetric(
-        "generation_length", Kind.HISTOGRAM, ("vllm:request_generation_tokens",)
-    ),
+    CanonicalMetric("generation_length", Kind.HISTOGRAM, ("vllm:request_generation_tokens",)),
     CanonicalMetric("iteration_tokens", Kind.HISTOGRAM, ("vllm:iteration_tokens_total",)),
 )
 

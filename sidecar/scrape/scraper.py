@@ -21,6 +21,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sidecar.config import Settings
 from sidecar.metrics import REGISTRY
 from sidecar.scrape.catalogue import CATALOGUE, missing_required
+from sidecar.scrape.errors import REASONS
 from sidecar.scrape.parse import ExpositionError, parse_snapshot
 from sidecar.signals.history import History
 from sidecar.snapshot import Snapshot
@@ -69,7 +70,7 @@ SCRAPE_BYTES = Gauge(
 for _metric in CATALOGUE:
     if _metric.required:
         METRICS_MISSING.labels(metric=_metric.name).set(0)
-for _reason in ("connect", "timeout", "http_status", "too_large", "truncated", "syntax"):
+for _reason in sorted({"connect", "timeout", "http_status", "too_large", *REASONS}):
     SCRAPE_ERRORS.labels(reason=_reason)
 
 
