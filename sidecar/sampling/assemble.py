@@ -1,0 +1,244 @@
+"""Turn the bytes the proxy relayed into one answer: text per choice, finish reason, usage, error.
+
+Three shapes arrive here and all end in the same :class:`Assembled` value, so redaction and the
+record schema never care which path produced them: an SSE stream (chat or legacy completions,
+with optional usage chunk and in-band error events), a JSON body (success or error, new nested
+and old flat error shapes), or anything else (kept as raw text). Parsing is lenient: a malformed
+event is counted and skipped, never raised, and raw SSE events are never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_TEXT_CHARS = 1_000_000
+"""Longest text kept per field; longer values are cut and the record marked ``truncated``."""
+MAX_RAW_CHARS = 64 * 1024
+"""Longest body of an unknown shape that is kept (as raw text)."""
+
+
+@dataclass(slots=True)
+class AssembledChoice:
+    """One choice of the answer, streamed deltas already concatenated."""
+
+    index: int
+    text: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Assembled:
+    """The whole answer, whatever wire shape it came in."""
+
+    choices: list[AssembledChoice] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    raw: str | None = None
+    events: int = 0
+    malformed_events: int = 0
+    stream_complete: bool | None = None
+    truncated: bool = False
+
+    @property
+    def finish_reason(self) -> str | None:
+        """The first choice's finish reason (the usual ``n=1`` case)."""
+        return self.choices[0].finish_reason if self.choices else None
+
+    @property
+    def output_chars(self) -> int:
+        """Characters of generated text over all choices (content and reasoning)."""
+        return sum(len(choice.text) + len(choice.reasoning) for choice in self.choices)
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_INFLATED_BYTES = 64 * 1024 * 1024
+"""A gzip body inflates to at most this much (a bomb is cut, not followed)."""
+
+
+def _inflate(data: bytes) -> bytes:
+    """Undo a gzip Content-Encoding the proxy relayed as is; leave anything else alone."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        return inflater.decompress(data, MAX_INFLATED_BYTES)
+    except zlib.error:
+        return data
+
+
+def decode(chunks: Sequence[bytes] | bytes) -> str:
+    """Bytes to text (gzip undone); invalid UTF-8 becomes U+FFFD rather than an error."""
+    data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
+    if data.startswith(GZIP_MAGIC):
+        data = _inflate(data)
+    return data.decode("utf-8", errors="replace")
+
+
+def parse_json_body(text: str) -> Any:
+    """The JSON value in ``text``, or None when it is not JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+class _Builder:
+    """Accumulates choices across SSE events or a single JSON body."""
+
+    def __init__(self) -> None:
+        self.result = Assembled()
+        self._by_index: dict[int, AssembledChoice] = {}
+        self._tools: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def choice(self, index: int) -> AssembledChoice:
+        if index not in self._by_index:
+            self._by_index[index] = AssembledChoice(index=index)
+        return self._by_index[index]
+
+    def add_tool_delta(self, choice: AssembledChoice, delta: dict[str, Any]) -> None:
+        position = delta.get("index")
+        key = (choice.index, position if isinstance(position, int) else len(choice.tool_calls))
+        call = self._tools.get(key)
+        if call is None:
+            call = {"id": None, "type": "function", "name": "", "arguments": ""}
+            self._tools[key] = call
+            choice.tool_calls.append(call)
+        if isinstance(delta.get("id"), str):
+            call["id"] = delta["id"]
+        function = delta.get("function")
+        if isinstance(function, dict):
+            if isinstance(function.get("name"), str):
+                call["name"] += function["name"]
+            if isinstance(function.get("arguments"), str):
+                call["arguments"] += function["arguments"]
+
+    def add_choice(self, raw: dict[str, Any], *, streamed: bool) -> None:
+        index = raw.get("index", 0)
+        choice = self.choice(index if isinstance(index, int) else 0)
+        part = raw.get("delta") if streamed else raw.get("message")
+        if isinstance(part, dict):
+            if isinstance(part.get("content"), str):
+                choice.text += part["content"]
+            for name in ("reasoning_content", "reasoning"):
+                if isinstance(part.get(name), str):
+                    choice.reasoning += part[name]
+                    break
+            calls = part.get("tool_calls")
+            if isinstance(calls, list):
+                for call in calls:
+                    if isinstance(call, dict):
+                        self.add_tool_delta(choice, call)
+        if isinstance(raw.get("text"), str):  # legacy /v1/completions
+            choice.text += raw["text"]
+        if isinstance(raw.get("finish_reason"), str):
+            choice.finish_reason = raw["finish_reason"]
+
+    def add_object(self, body: dict[str, Any], *, streamed: bool) -> bool:
+        """Fold one response object in; False when it has no known shape."""
+        known = False
+        error = error_of(body)
+        if error is not None:
+            self.result.error = error
+            known = True
+        choices = body.get("choices")
+        if isinstance(choices, list):
+            known = True
+            for raw in choices:
+                if isinstance(raw, dict):
+                    self.add_choice(raw, streamed=streamed)
+        if isinstance(body.get("usage"), dict):
+            self.result.usage = body["usage"]
+            known = True
+        return known
+
+    def finish(self) -> Assembled:
+        self.result.choices = [self._by_index[index] for index in sorted(self._by_index)]
+        for choice in self.result.choices:
+            choice.text, cut_text = _cut(choice.text)
+            choice.reasoning, cut_reasoning = _cut(choice.reasoning)
+            self.result.truncated |= cut_text or cut_reasoning
+        return self.result
+
+
+def _cut(text: str, limit: int = MAX_TEXT_CHARS) -> tuple[str, bool]:
+    return (text, False) if len(text) <= limit else (text[:limit], True)
+
+
+def _error(message: Any, kind: Any, code: Any) -> dict[str, Any]:
+    return {
+        "message": message if isinstance(message, str) else json.dumps(message),
+        "type": kind if isinstance(kind, str) else None,
+        "code": code if isinstance(code, int | str) and not isinstance(code, bool) else None,
+    }
+
+
+def error_of(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The error in a body: nested (OpenAI, vLLM), old flat ``object: error``, or a plain string."""
+    nested = body.get("error")
+    if isinstance(nested, dict):
+        return _error(nested.get("message", ""), nested.get("type"), nested.get("code"))
+    if isinstance(nested, str):
+        return _error(nested, None, None)
+    if body.get("object") == "error":
+        return _error(body.get("message", ""), body.get("type"), body.get("code"))
+    return None
+
+
+def sse_events(text: str) -> list[str]:
+    """The ``data`` payloads of an SSE stream (multi-line data joined with newlines)."""
+    events: list[str] = []
+    data: list[str] = []
+    for raw_line in text.split("\n"):  # not splitlines(): U+2028 may sit unescaped in JSON
+        line = raw_line.removesuffix("\r")
+        if not line:
+            if data:
+                events.append("\n".join(data))
+                data = []
+            continue
+        if line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        events.append("\n".join(data))
+    return events
+
+
+def assemble_stream(text: str) -> Assembled:
+    """Assemble an SSE body: concatenate deltas per choice, keep the last usage and any error."""
+    builder = _Builder()
+    builder.result.stream_complete = False
+    for payload in sse_events(text):
+        if payload.strip() == "[DONE]":
+            builder.result.stream_complete = True
+            continue
+        builder.result.events += 1
+        event = parse_json_body(payload)
+        if not isinstance(event, dict) or not builder.add_object(event, streamed=True):
+            builder.result.malformed_events += 1
+    return builder.finish()
+
+
+def assemble_body(text: str) -> Assembled:
+    """Assemble a non-streamed body: JSON of a known shape, else raw text."""
+    body = parse_json_body(text)
+    builder = _Builder()
+    if isinstance(body, dict) and builder.add_object(body, streamed=False):
+        return builder.finish()
+    result = builder.finish()
+    result.raw, result.truncated = _cut(text, MAX_RAW_CHARS)
+    return result
+
+
+def assemble(chunks: Sequence[bytes] | bytes, *, streamed: bool) -> Assembled:
+    """Assemble whatever came back; a "stream" that is really a JSON error body is handled too."""
+    text = decode(chunks)
+    stripped = text.lstrip()
+    if streamed and not stripped.startswith(("{", "[")):
+        return assemble_stream(text)
+    if not streamed and stripped.startswith("data:"):
+        return assemble_stream(text)
+    return assemble_body(text)

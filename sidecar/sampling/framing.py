@@ -1,0 +1,67 @@
+"""The spool's line format: one checksummed record per line.
+
+``<crc32 as 8 hex digits> <start time in ms> <model slug> <record JSON>``, ended by a newline;
+the CRC covers everything after the first space. Start time and slug sit outside the JSON so the
+uploader can partition a segment without parsing records. A reader skips lines that fail the
+check (a torn tail after a crash, bit rot) and reports how many, instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    """One spooled record: its start time and model slug (for partitioning) and its JSON."""
+
+    ts_ms: int
+    model_slug: str
+    payload: bytes
+
+
+def frame(entry: SpoolEntry) -> bytes:
+    """One spool line for ``entry``."""
+    if b"\n" in entry.payload or " " in entry.model_slug or not entry.model_slug:
+        raise ValueError("spool payloads are single-line JSON and slugs have no spaces")
+    body = b"%d %s %s" % (entry.ts_ms, entry.model_slug.encode("ascii"), entry.payload)
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def unframe(line: bytes) -> SpoolEntry | None:
+    """The entry in one line (without its newline), or None if it fails the checksum."""
+    crc_hex, _, body = line.partition(b" ")
+    if len(crc_hex) != 8:
+        return None
+    try:
+        if int(crc_hex, 16) != zlib.crc32(body):
+            return None
+        ts_text, slug, payload = body.split(b" ", 2)
+        return SpoolEntry(int(ts_text), slug.decode("ascii"), payload)
+    except ValueError:
+        return None
+
+
+def read_segment(path: Path) -> tuple[list[SpoolEntry], int]:
+    """All valid entries of a segment file and how many lines failed their checksum."""
+    lines = path.read_bytes().split(b"\n")
+    tail = lines.pop()
+    corrupt = 1 if tail else 0  # a last line without its newline is a torn write
+    entries: list[SpoolEntry] = []
+    for line in lines:
+        entry = unframe(line)
+        if entry is None:
+            corrupt += 1
+        else:
+            entries.append(entry)
+    return entries, corrupt
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

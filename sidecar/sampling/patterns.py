@@ -1,0 +1,228 @@
+"""The built-in redaction patterns: what counts as a secret or personal data in a sample.
+
+Each pattern is a regular expression plus, where a regex alone would over-match, a validator
+that accepts or trims the candidate (Luhn for card numbers, mod-97 for IBANs, the ``ipaddress``
+module for IPv6). Order matters: credentials first (a bearer token may contain an email-like
+string), then contact data, numbers and addresses. Replaced values look like ``[REDACTED:kind]``
+and no pattern matches such a token, so redaction is idempotent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Validator = Callable[[str], int | None]
+"""Given the matched text, return how many leading characters to redact, or None to keep it."""
+
+NOT_REDACTED = r"(?!\[REDACTED)"
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """One kind of sensitive span."""
+
+    kind: str
+    regex: re.Pattern[str]
+    group: int = 0
+    """The regex group to replace (0 = the whole match; e.g. only the value of ``key=value``)."""
+    validate: Validator | None = None
+    hint: str | None = None
+    """A substring every match contains: texts without it skip the regex (a cheap pre-filter)."""
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn checksum that every payment card number satisfies."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _card(text: str) -> int | None:
+    digits = "".join(char for char in text if char.isdigit())
+    return len(text) if 13 <= len(digits) <= 19 and luhn_ok(digits) else None
+
+
+def iban_ok(compact: str) -> bool:
+    """ISO 13616 check: move the first four characters to the end, letters to numbers, mod 97."""
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(char, 36)) for char in rearranged)
+    return int(number) % 97 == 1
+
+
+_IBAN_CHARS = {
+    char: (pow(10, len(str(int(char, 36))), 97), int(char, 36) % 97)
+    for char in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+}
+"""Per character: (10**digits mod 97, value mod 97), to fold it into a running mod-97."""
+
+
+def _iban(text: str) -> int | None:
+    """Accept the longest prefix of the candidate that is a valid IBAN (trailing words trimmed).
+
+    One pass: the check value of every prefix is built incrementally, so a run of IBAN-like
+    words costs O(length) instead of one big-integer conversion per prefix.
+    """
+    positions = [index for index, char in enumerate(text) if char != " "][:34]
+    compact = [text[index] for index in positions]
+    head_value, head_scale = 0, 1
+    for char in compact[:4]:
+        scale, value = _IBAN_CHARS[char]
+        head_value = (head_value * scale + value) % 97
+        head_scale = head_scale * scale % 97
+    remainder = 0
+    best = None
+    for length in range(5, len(compact) + 1):
+        scale, value = _IBAN_CHARS[compact[length - 1]]
+        remainder = (remainder * scale + value) % 97
+        if length >= 15 and (remainder * head_scale + head_value) % 97 == 1:
+            best = length
+    return None if best is None else positions[best - 1] + 1
+
+
+def _ipv6(text: str) -> int | None:
+    groups = [group for group in text.split(":") if group]
+    if len(groups) < 2:
+        return None
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    return len(text)
+
+
+def _phone(text: str) -> int | None:
+    digits = sum(char.isdigit() for char in text)
+    return len(text) if 8 <= digits <= 15 else None
+
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_CREDENTIAL_WORDS = (
+    r"api[_-]?key|access[_-]?key(?:[_-]?id)?|secret(?:[_-]?access)?(?:[_-]?key)?|client[_-]?secret"
+    r"|auth[_-]?token|access[_-]?token|refresh[_-]?token|id[_-]?token|session[_-]?token"
+    r"|password|passwd|passphrase|pwd"
+)
+
+
+def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
+
+
+BUILTIN_PATTERNS: tuple[Pattern, ...] = (
+    Pattern(
+        "private_key",
+        _compile(
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+            re.DOTALL,
+        ),
+        hint="-----BEGIN",
+    ),
+    Pattern(
+        "jwt",
+        _compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+        hint="eyJ",
+    ),
+    Pattern(
+        "authorization",
+        _compile(
+            r"(?i)\b(?:proxy-)?authorization\b[\"']?\s*+[:=]\s*+[\"']?+"
+            + NOT_REDACTED
+            + r"((?:[A-Za-z]+\s+)?[^\s\"']{4,})"
+        ),
+        group=1,
+    ),
+    Pattern(
+        "bearer",
+        _compile(r"(?i)\bbearer\s+(?=[A-Za-z._~+/-]*\d)[A-Za-z0-9._~+/-]{12,}=*"),
+    ),
+    Pattern(
+        "api_key",
+        _compile(
+            r"\b(?:sk-[A-Za-z0-9_-]{16,}"
+            r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
+            r"|gh[pousr]_[A-Za-z0-9]{30,}"
+            r"|github_pat_[A-Za-z0-9_]{30,}"
+            r"|glpat-[A-Za-z0-9_-]{20,}"
+            r"|xox[abprs]-[A-Za-z0-9-]{10,}"
+            r"|AIza[0-9A-Za-z_-]{35}"
+            r"|hf_[A-Za-z0-9]{30,})"
+        ),
+    ),
+    Pattern(
+        "aws_key",
+        _compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"),
+    ),
+    Pattern(
+        "credential",
+        _compile(
+            r"(?i)(?:"
+            + _CREDENTIAL_WORDS
+            + r")\b[\"']?\s*+[:=]\s*+[\"']?+"
+            + NOT_REDACTED
+            + r"([^\s\"',;]{6,})"
+        ),
+        group=1,
+    ),
+    Pattern(
+        "email",
+        _compile(
+            r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
+            r"\.[A-Za-z]{2,24}"
+        ),
+        hint="@",
+    ),
+    Pattern(
+        "iban",
+        _compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,34}\b"),
+        validate=_iban,
+    ),
+    Pattern(
+        "card",
+        _compile(
+            r"(?<![\w+-])(?:\d{13,19}"
+            r"|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}"
+            r"|\d{4}[ -]\d{6}[ -]\d{4,5})(?![\w-])"
+        ),
+        validate=_card,
+    ),
+    Pattern(
+        "ipv6",
+        _compile(
+            r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}"
+            r"(?:" + _OCTET + r"(?:\." + _OCTET + r"){3}|[0-9A-Fa-f]{0,4})(?![\w:])"
+        ),
+        validate=_ipv6,
+        hint=":",
+    ),
+    Pattern(
+        "ipv4",
+        _compile(r"(?<![\w.])(?:" + _OCTET + r"\.){3}" + _OCTET + r"(?!\.?\d)(?!\w)"),
+        hint=".",
+    ),
+    Pattern(
+        "phone",
+        _compile(
+            r"(?<![\w+])(?:"
+            r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}"
+            r"|(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}"
+            r"|0\d{1,4}[ /-]?\d{3,4}[ -]?\d{3,4}"
+            r")(?![\w])"
+        ),
+        validate=_phone,
+    ),
+)
+
+
+def custom_patterns(expressions: list[str]) -> tuple[Pattern, ...]:
+    """User-supplied regular expressions (already validated by the settings)."""
+    return tuple(Pattern("custom", re.compile(expression)) for expression in expressions)

@@ -1,0 +1,302 @@
+"""The sampling pipeline the proxy talks to: decide, hand over, then everything off the hot path.
+
+``head_decision`` is a hash and a compare. ``offer`` checks the keep-rules and puts the exchange
+on a bounded in-memory queue (full: drop and count ``queue_full``); it never blocks or raises.
+A worker task takes exchanges off the queue and, in its own thread, assembles the answer,
+redacts, validates the record and appends it to the disk spool. The uploader task ships sealed
+spool segments to S3 (or the local directory). ``stop(grace)`` drains the queue into the spool,
+uploads what it can before the grace runs out and leaves the rest in the spool for the next
+start, which replays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+
+from sidecar import __version__
+from sidecar.config import Settings
+from sidecar.sampling import metrics
+from sidecar.sampling.decision import SampleDecider, SampleReason
+from sidecar.sampling.exchange import Exchange
+from sidecar.sampling.framing import SpoolEntry
+from sidecar.sampling.layout import slug
+from sidecar.sampling.record import build_record
+from sidecar.sampling.redact import RedactionError, Redactor
+from sidecar.sampling.sinks import sink_from_settings
+from sidecar.sampling.spool import Appended, Spool
+from sidecar.sampling.uploader import Backoff, Uploader
+
+log = structlog.get_logger(__name__)
+
+WORKER_BATCH = 64
+"""Exchanges spooled per hop to the worker thread."""
+
+State = Literal["new", "running", "stopping", "stopped"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    exchange: Exchange
+    reason: SampleReason
+    rate: float
+    size: int
+
+
+def _exchange_size(exchange: Exchange) -> int:
+    return len(exchange.request_body) + sum(len(chunk) for chunk in exchange.response_chunks)
+
+
+class SamplingPipeline:
+    """Implements :class:`~sidecar.sampling.exchange.Sampler`; one per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redactor: Redactor | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._decider = SampleDecider.from_settings(settings, clock or time.monotonic)
+        self._redactor = redactor or Redactor.from_settings(settings)
+        self._sink, prefix = sink_from_settings(settings)
+        self._spool = Spool(
+            settings.spool_dir,
+            max_bytes=settings.spool_max_bytes,
+            when_full=settings.spool_when_full,
+            segment_max_records=settings.upload_batch_max_records,
+            segment_max_age=settings.upload_batch_max_seconds,
+        )
+        self._spool_executor = ThreadPoolExecutor(1, thread_name_prefix="sampling-spool")
+        self._upload_executor = ThreadPoolExecutor(1, thread_name_prefix="sampling-upload")
+        self._uploader = Uploader(
+            self._spool,
+            self._sink,
+            prefix=prefix,
+            pod=settings.pod_name,
+            backoff=Backoff(
+                settings.upload_retry_initial_seconds, settings.upload_retry_max_seconds
+            ),
+            executor=self._upload_executor,
+            tick_seconds=min(1.0, settings.upload_batch_max_seconds / 4),
+            rng=rng,
+        )
+        self._queue: asyncio.Queue[_Work] = asyncio.Queue(settings.sample_queue_max_records)
+        self._queued_bytes = 0
+        self._queued_records = 0
+        """Offered and not yet spooled (or dropped): the queue plus the batch being written."""
+        self._upstream_version: str | None = None
+        self._state: State = "new"
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- the proxy's side (Sampler protocol) ----------------------------------------------------
+
+    def head_decision(self, request_id: str, model: str | None) -> bool:
+        """Whether the request is in the random sample; deterministic from the request id."""
+        try:
+            return self._decider.head(request_id, model)
+        except Exception:  # never let sampling fail a request
+            log.exception("sample_head_decision_failed")
+            return False
+
+    def offer(self, exchange: Exchange, *, sampled: bool) -> None:
+        """Keep the exchange if sampled or a keep-rule matches; O(1), never blocks or raises."""
+        try:
+            self._offer(exchange, sampled=sampled)
+        except Exception:
+            metrics.dropped("offer_failed")
+            log.exception("sample_offer_failed")
+
+    def _offer(self, exchange: Exchange, *, sampled: bool) -> None:
+        if exchange.method != "POST":  # /v1/models, /health ...: no prompt, nothing to review
+            return
+        reason: SampleReason
+        if sampled:
+            reason = "random"
+        else:
+            rule = self._decider.keep_rule(exchange)
+            if rule is None:
+                return
+            if not self._decider.take_budget():
+                metrics.dropped("keep_budget")
+                return
+            reason = rule
+        metrics.SAMPLES_TAKEN.labels(reason=reason).inc()
+        if self._state in ("stopping", "stopped") and self._worker_done():
+            metrics.dropped("shutdown")
+            return
+        size = _exchange_size(exchange)
+        if self._queued_bytes + size > self._settings.sample_queue_max_bytes:
+            metrics.dropped("queue_full")
+            return
+        try:
+            self._queue.put_nowait(
+                _Work(exchange, reason, self._decider.rate_for(exchange.model), size)
+            )
+        except asyncio.QueueFull:
+            metrics.dropped("queue_full")
+            return
+        self._queued_bytes += size
+        self._queued_records += 1
+
+    def _worker_done(self) -> bool:
+        return not self._tasks or self._tasks[0].done()
+
+    # --- runtime facts ------------------------------------------------------------------------
+
+    def set_upstream_version(self, version: str | None) -> None:
+        """Record vLLM's version (from its ``/version``) in every record built from now on."""
+        self._upstream_version = version
+
+    @property
+    def upstream_version(self) -> str | None:
+        """The vLLM version written into records, if known."""
+        return self._upstream_version
+
+    def status(self) -> dict[str, Any]:
+        """A summary for the admin API: where records go and what waits in the spool."""
+        size, records, oldest_ms = self._spool.stats()
+        return {
+            "state": self._state,
+            "sink": self._sink.describe(),
+            "queue_records": self._queued_records,
+            "queue_bytes": self._queued_bytes,
+            "spool_bytes": size,
+            "spool_records": records,
+            "spool_oldest_ms": oldest_ms,
+        }
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the spool (replaying what a previous run left) and start the background tasks.
+
+        Raises :class:`~sidecar.sampling.spool.SpoolLockedError` or ``OSError`` when the spool
+        directory cannot be used.
+        """
+        if self._state != "new":
+            raise RuntimeError(f"cannot start a pipeline that is {self._state}")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._spool_executor, self._spool.open)
+        self._tasks = [
+            asyncio.create_task(self._work(), name="sampling-worker"),
+            asyncio.create_task(self._uploader.run(), name="sampling-uploader"),
+        ]
+        self._state = "running"
+        log.info("sampling_started", sink=self._sink.describe(), rate=self._settings.sample_rate)
+
+    async def stop(self, grace: float) -> None:
+        """Spool what is queued, upload what fits in ``grace`` seconds, keep the rest on disk."""
+        if self._state != "running":  # never started, already stopping or stopped
+            if self._state == "new":
+                self._state = "stopped"
+            return
+        self._state = "stopping"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        worker, uploader = self._tasks
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout=max(0.0, deadline - loop.time()))
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        self._discard_queue()
+        await loop.run_in_executor(self._spool_executor, self._spool.seal)
+        self._uploader.drain(deadline)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(uploader), max(0.0, deadline - loop.time()) + 1)
+        uploader.cancel()
+        await asyncio.gather(uploader, return_exceptions=True)
+        await loop.run_in_executor(self._spool_executor, self._spool.close)
+        self._spool_executor.shutdown(wait=False)
+        self._upload_executor.shutdown(wait=False, cancel_futures=True)
+        _size, left, _oldest = self._spool.stats()
+        self._state = "stopped"
+        log.info("sampling_stopped", records_left_in_spool=left)
+
+    def _discard_queue(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._queue.task_done()
+            metrics.dropped("shutdown")
+        self._queued_bytes = 0
+        self._queued_records = 0
+
+    # --- the worker -----------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < WORKER_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                sealed = await loop.run_in_executor(self._spool_executor, self._spool_batch, batch)
+            finally:
+                for item in batch:
+                    self._queued_bytes -= item.size
+                    self._queued_records -= 1
+                    self._queue.task_done()
+            if sealed:
+                self._uploader.wake()
+
+    def _spool_batch(self, batch: Sequence[_Work]) -> bool:
+        """Runs in the spool thread: build, redact and append each record. True if one sealed."""
+        sealed = False
+        for item in batch:
+            try:
+                sealed |= self._spool_one(item) is Appended.SEALED
+            except Exception:  # keep the worker alive whatever one record does
+                metrics.dropped("build_failed")
+                log.exception("sample_spool_failed")
+        return sealed
+
+    def _spool_one(self, item: _Work) -> Appended:
+        counts: Counter[str] = Counter()
+        try:
+            record = build_record(
+                item.exchange,
+                reason=item.reason,
+                rate=item.rate,
+                redactor=self._redactor,
+                deployment=self._settings.deployment,
+                pod=self._settings.pod_name,
+                sidecar_version=__version__,
+                vllm_version=self._upstream_version,
+                counts=counts,
+            )
+            payload = record.model_dump_json().encode("utf-8")
+        except RedactionError as exc:
+            metrics.dropped("redaction_failed")
+            log.warning(
+                "sample_redaction_failed", request_id=item.exchange.request_id, why=str(exc)
+            )
+            return Appended.DROPPED
+        except Exception as exc:
+            metrics.dropped("build_failed")
+            # The type only: a validation error's text could quote the content.
+            log.warning(
+                "sample_build_failed",
+                request_id=item.exchange.request_id,
+                error=type(exc).__name__,
+            )
+            return Appended.DROPPED
+        for kind, count in counts.items():
+            metrics.REDACTIONS.labels(kind=kind).inc(count)
+        entry = SpoolEntry(int(item.exchange.started_at * 1000), slug(record.model_name), payload)
+        try:
+            return self._spool.append(entry)
+        except Exception:  # append() counts I/O errors itself; this is for the unexpected
+            metrics.dropped("spool_write_failed")
+            log.exception("spool_append_failed", request_id=item.exchange.request_id)
+            return Appended.DROPPED

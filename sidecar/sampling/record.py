@@ -1,0 +1,231 @@
+"""The versioned sample record (schema v1) and how one is built from an :class:`Exchange`.
+
+Flat where SQL wants it (model, status, finish reason, token counts, timings, versions as
+top-level scalar columns) and nested where the shape varies (the redacted request body and the
+assembled response). The full column list is documented in ``sidecar/sampling/README.md``.
+Building a record redacts everything client- or model-controlled; any failure there raises
+:class:`~sidecar.sampling.redact.RedactionError` so the record is dropped, never written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from sidecar.sampling.assemble import MAX_TEXT_CHARS, Assembled, assemble, decode, parse_json_body
+from sidecar.sampling.decision import SampleReason
+from sidecar.sampling.exchange import Exchange
+from sidecar.sampling.redact import RedactionError, Redactor
+
+SCHEMA_VERSION: Literal[1] = 1
+MIN_DATA_URL_CHARS = 1024
+"""Inline ``data:`` URLs (base64 images, audio) longer than this are replaced by a note."""
+
+
+class ToolCallRecord(BaseModel):
+    """A tool call with its streamed argument fragments joined."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    type: str = "function"
+    name: str = ""
+    arguments: str = ""
+
+
+class ChoiceRecord(BaseModel):
+    """One generated choice."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    text: str
+    reasoning: str | None = None
+    finish_reason: str | None = None
+    tool_calls: list[ToolCallRecord] = []
+
+
+class ErrorRecord(BaseModel):
+    """An error returned by vLLM (HTTP error body or in-band SSE error event)."""
+
+    model_config = ConfigDict(extra="forbid")
+    message: str
+    type: str | None = None
+    code: int | str | None = None
+
+
+class ResponseRecord(BaseModel):
+    """The assembled answer, identical in shape for streamed and non-streamed requests."""
+
+    model_config = ConfigDict(extra="forbid")
+    choices: list[ChoiceRecord] = []
+    usage: dict[str, Any] | None = None
+    error: ErrorRecord | None = None
+    raw: str | None = None
+    """A body of no known shape (plain-text errors, proxy errors), redacted."""
+    events: int = 0
+    malformed_events: int = 0
+    stream_complete: bool | None = None
+
+
+class SampleRecord(BaseModel):
+    """One sampled request/response pair, as written (one JSON line) to the sink."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str
+    model_name: str | None
+    endpoint: str
+    method: str
+    stream: bool
+    status: int
+    error: str | None
+    """Proxy-side failure (``upstream_timeout``, ``client_disconnect`` ...), else None."""
+    error_type: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    output_chars: int
+    n_choices: int
+    started_at: datetime
+    started_at_unix: float
+    ttft_seconds: float | None
+    e2e_seconds: float
+    sample_rate: float
+    sample_reason: SampleReason
+    deployment: str
+    pod: str
+    sidecar_version: str
+    vllm_version: str | None
+    key_name: str | None
+    redactions: int
+    truncated: bool
+    request: dict[str, Any]
+    response: ResponseRecord
+
+
+def _shrink(value: Any) -> tuple[Any, bool]:
+    """Replace inline data URLs and cut over-long strings; report whether anything was cut."""
+    if isinstance(value, str):
+        if value.startswith("data:") and len(value) > MIN_DATA_URL_CHARS:
+            media = value[5:].split(";", 1)[0].split(",", 1)[0][:100]
+            return f"[omitted data URL: {media}, {len(value)} chars]", True
+        if len(value) > MAX_TEXT_CHARS:
+            return value[:MAX_TEXT_CHARS], True
+        return value, False
+    if isinstance(value, dict):
+        cut = False
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out[key], item_cut = _shrink(item)
+            cut |= item_cut
+        return out, cut
+    if isinstance(value, list):
+        items = [_shrink(item) for item in value]
+        return [item for item, _ in items], any(item_cut for _, item_cut in items)
+    return value, False
+
+
+def request_tree(body: bytes) -> tuple[dict[str, Any], bool]:
+    """The request body as JSON (``{"raw": text}`` when it is not a JSON object)."""
+    text = decode(body)
+    parsed = parse_json_body(text)
+    tree: dict[str, Any]
+    if isinstance(parsed, dict):
+        tree = parsed
+    elif parsed is not None:
+        tree = {"body": parsed}
+    else:
+        tree = {"raw": text}
+    shrunk, cut = _shrink(tree)
+    return shrunk, cut
+
+
+def response_tree(assembled: Assembled) -> dict[str, Any]:
+    """The assembled answer as plain data, ready for redaction and validation."""
+    return {
+        "choices": [
+            {
+                "index": choice.index,
+                "text": choice.text,
+                "reasoning": choice.reasoning or None,
+                "finish_reason": choice.finish_reason,
+                "tool_calls": choice.tool_calls,
+            }
+            for choice in assembled.choices
+        ],
+        "usage": assembled.usage,
+        "error": assembled.error,
+        "raw": assembled.raw,
+        "events": assembled.events,
+        "malformed_events": assembled.malformed_events,
+        "stream_complete": assembled.stream_complete,
+    }
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def build_record(
+    exchange: Exchange,
+    *,
+    reason: SampleReason,
+    rate: float,
+    redactor: Redactor,
+    deployment: str,
+    pod: str,
+    sidecar_version: str,
+    vllm_version: str | None,
+    counts: Counter[str] | None = None,
+) -> SampleRecord:
+    """Assemble, redact and validate one record; raises RedactionError when it is not clean."""
+    request, request_cut = request_tree(exchange.request_body)
+    assembled = assemble(exchange.response_chunks, streamed=exchange.streamed)
+    spans: Counter[str] = counts if counts is not None else Counter()
+    try:
+        clean_request = redactor.clean(request, spans)
+        clean_response = redactor.clean(response_tree(assembled), spans)
+        request_id = redactor.clean_text(exchange.request_id, spans)
+        model_name = redactor.clean_text(exchange.model, spans) if exchange.model else None
+        redactor.check([clean_request, clean_response, request_id, model_name])
+    except RedactionError:
+        raise
+    except Exception as exc:  # any failure inside the redactor means "not proven clean"
+        raise RedactionError(f"redactor failed: {type(exc).__name__}") from exc
+    usage = assembled.usage or {}
+    error = clean_response["error"]
+    return SampleRecord(
+        request_id=request_id,
+        model_name=model_name,
+        endpoint=exchange.path,
+        method=exchange.method,
+        stream=exchange.streamed,
+        status=exchange.status,
+        error=exchange.error,
+        error_type=error.get("type") if isinstance(error, dict) else None,
+        finish_reason=assembled.finish_reason or exchange.finish_reason,
+        prompt_tokens=_int(usage.get("prompt_tokens")),
+        completion_tokens=_int(usage.get("completion_tokens")),
+        total_tokens=_int(usage.get("total_tokens")),
+        output_chars=assembled.output_chars,
+        n_choices=len(assembled.choices),
+        started_at=datetime.fromtimestamp(exchange.started_at, tz=UTC),
+        started_at_unix=exchange.started_at,
+        ttft_seconds=exchange.ttft_seconds,
+        e2e_seconds=exchange.e2e_seconds,
+        sample_rate=rate,
+        sample_reason=reason,
+        deployment=deployment,
+        pod=pod,
+        sidecar_version=sidecar_version,
+        vllm_version=vllm_version,
+        key_name=exchange.key_name,
+        redactions=sum(spans.values()),
+        truncated=request_cut or assembled.truncated,
+        request=clean_request,
+        response=ResponseRecord.model_validate(clean_response),
+    )

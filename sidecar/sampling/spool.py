@@ -1,0 +1,401 @@
+"""A bounded on-disk spool of sample records: append-only, checksummed, segment files.
+
+Layout of ``spool_dir``: ``NNNNNNNNNNNN.open`` (the one segment being appended to),
+``NNNNNNNNNNNN.seg`` (sealed, waiting for upload), ``next-seq`` (the next segment number, kept
+across restarts so object keys never repeat) and ``.lock`` (one process per spool). Records are
+checksummed lines (see ``framing``); corrupt lines are skipped and counted, never fatal.
+
+Durability: every append is one ``write(2)`` of a whole line, so once :meth:`Spool.append`
+returns the record survives a crash of this process (``kill -9``). The open segment is
+``fsync``-ed at most every ``fsync_interval`` seconds and when it is sealed (rename + directory
+fsync), so a power loss can cost at most about that interval. A failed write (disk full, file
+size limit) is truncated away and counted, never raised. The total size is capped at
+``max_bytes``; ``when_full`` decides whether the new record (``drop_newest``) or the oldest
+sealed segment (``drop_oldest``) goes, and both are counted as ``spool_full``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from sidecar.sampling import metrics
+from sidecar.sampling.framing import SpoolEntry, frame, read_segment, write_all
+
+log = structlog.get_logger(__name__)
+
+WhenFull = Literal["drop_newest", "drop_oldest"]
+OPEN_SUFFIX = ".open"
+SEALED_SUFFIX = ".seg"
+
+
+class SpoolLockedError(RuntimeError):
+    """Another process already uses this spool directory."""
+
+
+class Appended(enum.Enum):
+    """What happened to one record handed to :meth:`Spool.append`."""
+
+    STORED = "stored"
+    SEALED = "sealed"  # stored, and its segment is now ready for upload
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A segment file and what it holds."""
+
+    seq: int
+    path: Path
+    size: int
+    records: int
+    oldest_ms: int | None
+    sealed: bool
+    opened_at: float
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """Thread-safe: the record worker appends while the uploader reads and removes."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int,
+        when_full: WhenFull = "drop_newest",
+        segment_max_records: int = 500,
+        segment_max_age: float = 60.0,
+        segment_max_bytes: int | None = None,
+        fsync_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.when_full = when_full
+        self.segment_max_records = segment_max_records
+        self.segment_max_age = segment_max_age
+        self.segment_max_bytes = segment_max_bytes or min(max(max_bytes // 8, 4096), 64 << 20)
+        self.fsync_interval = fsync_interval
+        self._clock = clock
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._segments: dict[int, Segment] = {}
+        self._claimed: set[int] = set()
+        self._open_fd: int | None = None
+        self._open_seq: int | None = None
+        self._dirty = False
+        self._last_fsync = 0.0
+        self._next_seq = 1
+        self._lock_fd: int | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Lock the directory, seal segments a previous run left open, and index everything."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise SpoolLockedError(f"spool {self.directory} is in use by another process") from None
+        self._lock_fd = lock_fd
+        highest = 0
+        for path in sorted(self.directory.iterdir()):
+            if path.suffix not in (OPEN_SUFFIX, SEALED_SUFFIX) or not path.stem.isdigit():
+                continue
+            seq = int(path.stem)
+            highest = max(highest, seq)
+            self._recover(seq, path)
+        self._next_seq = max(self._read_next_seq(), highest + 1)
+        total = shutil.disk_usage(self.directory).total
+        if total < self.max_bytes:
+            log.warning("spool_volume_smaller_than_cap", volume_bytes=total, cap=self.max_bytes)
+        metrics.SPOOL_CAPACITY_BYTES.set(self.max_bytes)
+        with self._lock:
+            self._publish()
+        log.info(
+            "spool_opened",
+            path=str(self.directory),
+            segments=len(self._segments),
+            records=sum(segment.records for segment in self._segments.values()),
+        )
+
+    def _recover(self, seq: int, path: Path) -> None:
+        entries, _corrupt = read_segment(path)
+        if path.suffix == OPEN_SUFFIX:
+            if not entries:
+                path.unlink(missing_ok=True)
+                return
+            sealed_path = path.with_suffix(SEALED_SUFFIX)
+            os.replace(path, sealed_path)
+            path = sealed_path
+        self._segments[seq] = Segment(
+            seq=seq,
+            path=path,
+            size=path.stat().st_size,
+            records=len(entries),
+            oldest_ms=min((entry.ts_ms for entry in entries), default=None),
+            sealed=True,
+            opened_at=self._clock(),
+        )
+
+    def close(self) -> None:
+        """Seal the open segment (fsync) and release the directory lock."""
+        with self._lock:
+            self._seal_locked()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def append(self, entry: SpoolEntry) -> Appended:
+        """Store one record, or drop and count it; never raises for I/O or capacity."""
+        line = frame(entry)
+        with self._lock:
+            if len(line) > self.max_bytes:
+                metrics.dropped("too_large")
+                return Appended.DROPPED
+            if not self._make_room(len(line)):
+                metrics.dropped("spool_full")
+                return Appended.DROPPED
+            try:
+                segment = self._current_segment()
+            except OSError as exc:
+                log.warning("spool_segment_create_failed", error=str(exc))
+                metrics.dropped("spool_write_failed")
+                return Appended.DROPPED
+            assert self._open_fd is not None
+            try:
+                write_all(self._open_fd, line)
+            except OSError as exc:
+                log.warning("spool_write_failed", error=exc.strerror or str(exc))
+                metrics.dropped("spool_write_failed")
+                self._undo_partial_write(segment)
+                return Appended.DROPPED
+            oldest = (
+                entry.ts_ms if segment.oldest_ms is None else min(segment.oldest_ms, entry.ts_ms)
+            )
+            segment = replace(
+                segment,
+                size=segment.size + len(line),
+                records=segment.records + 1,
+                oldest_ms=oldest,
+            )
+            self._segments[segment.seq] = segment
+            self._dirty = True
+            if (
+                segment.records >= self.segment_max_records
+                or segment.size >= self.segment_max_bytes
+            ):
+                self._seal_locked()
+                self._publish()
+                return Appended.SEALED
+            self._maybe_fsync()
+            self._publish()
+            return Appended.STORED
+
+    def _undo_partial_write(self, segment: Segment) -> None:
+        """Cut a half-written line away so the next record starts on a clean line."""
+        assert self._open_fd is not None
+        try:
+            os.ftruncate(self._open_fd, segment.size)
+        except OSError:
+            # Cannot repair in place: seal what is there; readers skip the torn line.
+            self._seal_locked()
+
+    def _current_segment(self) -> Segment:
+        if self._open_seq is not None:
+            return self._segments[self._open_seq]
+        seq = self._next_seq
+        self._write_next_seq(seq + 1)
+        self._next_seq = seq + 1
+        path = self.directory / f"{seq:012d}{OPEN_SUFFIX}"
+        self._open_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._open_seq = seq
+        segment = Segment(seq, path, 0, 0, None, sealed=False, opened_at=self._clock())
+        self._segments[seq] = segment
+        return segment
+
+    def _maybe_fsync(self) -> None:
+        if self._dirty and self._open_fd is not None:
+            now = self._clock()
+            if now - self._last_fsync >= self.fsync_interval:
+                with contextlib.suppress(OSError):
+                    os.fsync(self._open_fd)
+                self._last_fsync = now
+                self._dirty = False
+
+    def _make_room(self, needed: int) -> bool:
+        while self._total_size() + needed > self.max_bytes:
+            if self.when_full == "drop_newest":
+                return False
+            victim = next(
+                (
+                    segment
+                    for segment in sorted(self._segments.values(), key=lambda s: s.seq)
+                    if segment.seq not in self._claimed
+                ),
+                None,
+            )
+            if victim is None:
+                return False
+            if victim.seq == self._open_seq:
+                self._seal_locked()
+            metrics.dropped("spool_full", victim.records)
+            log.warning("spool_full_dropped_oldest", segment=victim.seq, records=victim.records)
+            self._remove_locked(victim.seq)
+        return True
+
+    # --- sealing ------------------------------------------------------------------------------
+
+    def tick(self) -> bool:
+        """Seal the open segment if it is old enough; fsync it if due. True if sealed."""
+        with self._lock:
+            sealed = False
+            if self._open_seq is not None:
+                segment = self._segments[self._open_seq]
+                if self._clock() - segment.opened_at >= self.segment_max_age:
+                    self._seal_locked()
+                    sealed = True
+            self._maybe_fsync()
+            self._publish()
+            return sealed
+
+    def seal(self) -> bool:
+        """Seal the open segment now (shutdown, tests). True if there was one."""
+        with self._lock:
+            had_open = self._open_seq is not None
+            self._seal_locked()
+            self._publish()
+            return had_open
+
+    def _seal_locked(self) -> None:
+        if self._open_seq is None or self._open_fd is None:
+            return
+        segment = self._segments[self._open_seq]
+        fd = self._open_fd
+        self._open_fd = None
+        self._open_seq = None
+        self._dirty = False
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            log.warning("spool_fsync_failed", segment=segment.seq, error=str(exc))
+        finally:
+            os.close(fd)
+        if segment.records == 0:
+            segment.path.unlink(missing_ok=True)
+            del self._segments[segment.seq]
+            return
+        sealed_path = segment.path.with_suffix(SEALED_SUFFIX)
+        try:
+            os.replace(segment.path, sealed_path)
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            log.warning("spool_seal_rename_failed", segment=segment.seq, error=str(exc))
+            sealed_path = segment.path
+        self._segments[segment.seq] = replace(segment, path=sealed_path, sealed=True)
+
+    # --- reading and acknowledging ------------------------------------------------------------
+
+    def sealed_segments(self) -> list[Segment]:
+        """Sealed segments, oldest first."""
+        with self._lock:
+            return sorted(
+                (segment for segment in self._segments.values() if segment.sealed),
+                key=lambda segment: segment.seq,
+            )
+
+    def claim(self, seq: int) -> bool:
+        """Mark a segment as being uploaded, so ``drop_oldest`` leaves it alone."""
+        with self._lock:
+            if seq not in self._segments:
+                return False
+            self._claimed.add(seq)
+            return True
+
+    def release(self, seq: int) -> None:
+        """Undo :meth:`claim` (upload failed; the segment stays)."""
+        with self._lock:
+            self._claimed.discard(seq)
+
+    def read(self, segment: Segment) -> tuple[list[SpoolEntry], int]:
+        """Entries of a sealed segment and its count of corrupt lines."""
+        return read_segment(segment.path)
+
+    def remove(self, seq: int) -> None:
+        """Delete a segment whose records the sink has confirmed."""
+        with self._lock:
+            self._remove_locked(seq)
+            self._publish()
+
+    def _remove_locked(self, seq: int) -> None:
+        segment = self._segments.pop(seq, None)
+        self._claimed.discard(seq)
+        if segment is not None:
+            segment.path.unlink(missing_ok=True)
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _total_size(self) -> int:
+        return sum(segment.size for segment in self._segments.values())
+
+    def stats(self) -> tuple[int, int, int | None]:
+        """(bytes, records, oldest start time in ms or None)."""
+        with self._lock:
+            return self._stats_locked()
+
+    def _stats_locked(self) -> tuple[int, int, int | None]:
+        segments = list(self._segments.values())
+        oldest = min(
+            (segment.oldest_ms for segment in segments if segment.oldest_ms is not None),
+            default=None,
+        )
+        return self._total_size(), sum(segment.records for segment in segments), oldest
+
+    def _publish(self) -> None:
+        size, records, oldest = self._stats_locked()
+        metrics.SPOOL_BYTES.set(size)
+        metrics.SPOOL_RECORDS.set(records)
+        metrics.SPOOL_OLDEST_AGE.set(
+            0 if oldest is None else max(0.0, self._wall() - oldest / 1000)
+        )
+
+    def _read_next_seq(self) -> int:
+        try:
+            return int((self.directory / "next-seq").read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            return 1
+
+    def _write_next_seq(self, value: int) -> None:
+        target = self.directory / "next-seq"
+        temporary = target.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, b"%d\n" % value)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, target)

@@ -1,0 +1,236 @@
+"""Redaction patterns: each kind is caught, look-alikes are not, the result is proven clean."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sidecar.sampling.patterns import BUILTIN_PATTERNS, custom_patterns, iban_ok, luhn_ok
+from sidecar.sampling.redact import WINDOW, RedactionError, Redactor
+
+PLANTED: dict[str, list[str]] = {
+    "email": ["john.doe+tag@example.co.uk", "a_b@sub.example.org"],
+    "phone": [
+        "+1 (555) 123-4567",
+        "555-123-4567",
+        "+44 20 7946 0958",
+        "+4915112345678",
+        "030 12345678",
+    ],
+    "card": ["4111 1111 1111 1111", "4111111111111111", "5500-0000-0000-0004", "3782 822463 10005"],
+    "ipv4": ["192.168.1.20", "10.0.0.1", "8.8.8.8"],
+    "ipv6": ["2001:db8::8a2e:370:7334", "fe80::1ff:fe23:4567:890a", "::ffff:10.0.0.1"],
+    "iban": [
+        "DE89 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+        "FR1420041010050500013M02606",
+    ],
+    "api_key": [
+        "sk-proj-abcdefghijklmnopqrstuvwxyz123456",
+        "sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "xoxb-1234567890-abcdefghij",
+        "hf_abcdefghijklmnopqrstuvwxyzABCDEF",
+        "sk_live_abcdefghijklmnop1234",
+    ],
+    "aws_key": ["AKIAIOSFODNN7EXAMPLE", "ASIAY34FZKBOKMUTVV7A"],
+    "jwt": [
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    ],
+    "bearer": ["Bearer abcDEF123456ghiJKL", "bearer 0123456789abcdef.xyz"],
+}
+"""Kind -> values that must never survive redaction."""
+
+LOOKALIKES = [
+    "4111 1111 1111 1112",  # Luhn-invalid card-shaped number
+    "1234567812345678",  # Luhn-invalid digit run
+    "order 123456789012",
+    "2024-01-15 2024-02-16",  # dates
+    "version 1.2.3 and 3.14159",
+    "12:30:45",  # a time, not an IPv6 address
+    "a[::2]",  # Python slicing
+    "max_tokens=100000",
+    "the bearer of bad news",
+    "task-abcdefghijklmnopqrstuvwxyz",  # 'sk-' inside a word
+    "DE89370400440532013001",  # IBAN with a wrong check digit: not an IBAN
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"), [(kind, value) for kind, values in PLANTED.items() for value in values]
+)
+def test_each_pattern_is_redacted(kind: str, value: str) -> None:
+    """Every planted value disappears and is replaced by its kind's token."""
+    counts: Counter[str] = Counter()
+    out = Redactor().clean_text(f"before {value} after.", counts)
+    assert value not in out
+    assert f"[REDACTED:{kind}]" in out
+    assert out.startswith("before ")
+    assert out.endswith(" after.")
+    assert counts[kind] >= 1
+
+
+@pytest.mark.parametrize("text", LOOKALIKES)
+def test_lookalikes_are_left_alone(text: str) -> None:
+    """Numbers and words that only look like secrets are not redacted."""
+    if text.startswith("DE89"):
+        assert not iban_ok(text)
+    assert Redactor().clean_text(text) == text
+
+
+def test_luhn_and_mod97_checks() -> None:
+    """The validators agree with the published test numbers."""
+    assert luhn_ok("4111111111111111")
+    assert not luhn_ok("4111111111111112")
+    assert iban_ok("DE89370400440532013000")
+    assert not iban_ok("DE89370400440532013001")
+
+
+def test_credentials_in_assignments_keep_the_key() -> None:
+    """``password=...`` and ``Authorization: ...`` lose the value and keep the name."""
+    redactor = Redactor()
+    out = redactor.clean_text(
+        "password=hunter22 api_key: 'abcdef123456' aws_secret_access_key=wJalrXUtnFEMI/K7MDENG"
+    )
+    assert out == (
+        "password=[REDACTED:credential] api_key: '[REDACTED:credential]' "
+        "aws_secret_access_key=[REDACTED:credential]"
+    )
+    assert redactor.clean_text("Authorization: Basic dXNlcjpwYXNz") == (
+        "Authorization: [REDACTED:authorization]"
+    )
+
+
+def test_private_key_block() -> None:
+    """A PEM private key is removed as a whole block."""
+    text = "key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nIBAAK\n-----END RSA PRIVATE KEY-----\nok"
+    assert Redactor().clean_text(text) == "key:\n[REDACTED:private_key]\nok"
+
+
+def test_user_patterns() -> None:
+    """User-supplied expressions are applied after the built-ins."""
+    redactor = Redactor((*Redactor()._patterns, *custom_patterns([r"\bPRJ-\d{4}\b"])))
+    assert redactor.clean_text("ticket PRJ-1234 open") == "ticket [REDACTED:custom] open"
+
+
+def test_credential_keys_in_json_are_replaced_whole() -> None:
+    """Values under credential-named keys go, whatever they look like; other keys stay."""
+    tree = {
+        "api_key": "x",
+        "nested": [{"Authorization": "anything"}, {"password": 1234}],
+        "max_tokens": 5,
+    }
+    assert Redactor().clean(tree) == {
+        "api_key": "[REDACTED:credential]",
+        "nested": [
+            {"Authorization": "[REDACTED:credential]"},
+            {"password": "[REDACTED:credential]"},
+        ],
+        "max_tokens": 5,
+    }
+
+
+def test_numbers_that_are_cards_are_redacted() -> None:
+    """A Luhn-valid card number sent as a JSON number is redacted too."""
+    assert Redactor().clean({"card": 4111111111111111, "seed": 1234567}) == {
+        "card": "[REDACTED:card]",
+        "seed": 1234567,
+    }
+
+
+def test_redaction_is_idempotent_and_post_checked() -> None:
+    """Redacting the output again changes nothing, and check() accepts it."""
+    redactor = Redactor()
+    text = " ".join(value for values in PLANTED.values() for value in values)
+    once = redactor.clean_text(text)
+    assert redactor.clean_text(once) == once
+    redactor.check({"text": once})
+
+
+def test_post_check_fails_closed_on_a_self_matching_pattern() -> None:
+    """A user pattern that matches its own replacement cannot be made clean: RedactionError."""
+    redactor = Redactor(custom_patterns([r"REDACTED"]))
+    with pytest.raises(RedactionError):
+        redactor.clean_text("this says REDACTED")
+
+
+def test_check_rejects_a_tree_with_a_secret() -> None:
+    """check() finds a secret anywhere in a tree, keys included."""
+    redactor = Redactor()
+    with pytest.raises(RedactionError):
+        redactor.check({"a": [{"b": "mail bob@example.com"}]})
+    with pytest.raises(RedactionError):
+        redactor.check({"bob@example.com": 1})
+
+
+secrets = st.sampled_from([value for values in PLANTED.values() for value in values])
+filler = st.text(alphabet=st.characters(categories=["L", "Zs"]), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(filler, secrets), min_size=1, max_size=5), filler)
+def test_planted_secrets_never_survive(pieces: list[tuple[str, str]], tail: str) -> None:
+    """Secrets mixed with letters and spaces never survive, whatever surrounds them."""
+    text = "".join(f"{pad} {secret} " for pad, secret in pieces) + tail
+    out = Redactor().clean_text(text)
+    for _pad, secret in pieces:
+        assert secret not in out
+
+
+@pytest.mark.parametrize("offset", [-700, -40, -5, 0, 3])
+def test_secrets_on_scan_window_edges(offset: int) -> None:
+    """Long texts are scanned in windows; a secret straddling an edge is still caught."""
+    edge = WINDOW + offset
+    secrets = [
+        "john.doe+tag@example.co.uk",
+        "sk-proj-abcdefghijklmnopqrstuvwxyz123456",
+        "4111 1111 1111 1111",
+        "DE89 3704 0044 0532 0130 00",
+    ]
+    for secret in secrets:
+        text = "x " * (edge // 2) + secret + " y" * 5_000
+        out = Redactor().clean_text(text)
+        assert secret not in out, (secret, offset)
+
+
+def test_window_edge_does_not_fake_a_match() -> None:
+    """A 20-digit run cut by a window edge after 16 (Luhn-valid) digits is not a card."""
+    run = "4111111111111111" + "2345"
+    text = "z" * (WINDOW - 16) + run + " tail"
+    assert Redactor().clean_text(text) == text
+
+
+class RecordingRegex:
+    """Wraps a compiled pattern and records how much text each call may scan."""
+
+    def __init__(self, regex: re.Pattern[str]) -> None:
+        self.regex = regex
+        self.spans: list[int] = []
+
+    def search(self, text: str, pos: int, endpos: int) -> re.Match[str] | None:
+        self.spans.append(endpos - pos)
+        return self.regex.search(text, pos, endpos)
+
+    def match(self, text: str, pos: int, endpos: int) -> re.Match[str] | None:
+        self.spans.append(-1)  # anchored: bounded by the match itself
+        return self.regex.match(text, pos, endpos)
+
+
+def test_long_texts_are_scanned_in_bounded_windows() -> None:
+    """No single regex call scans more than WINDOW characters (re holds the GIL per call)."""
+    recorders = [RecordingRegex(pattern.regex) for pattern in BUILTIN_PATTERNS]
+    patterns = [
+        dataclasses.replace(pattern, regex=recorder)  # type: ignore[arg-type]
+        for pattern, recorder in zip(BUILTIN_PATTERNS, recorders, strict=True)
+    ]
+    text = ("a" * 100_000 + " bob@example.com 4111 1111 1111 1111 ") * 3 + " : . eyJ -----BEGIN"
+    out = Redactor(patterns).clean_text(text)
+    assert "bob@example.com" not in out
+    assert "4111 1111 1111 1111" not in out
+    assert all(recorder.spans for recorder in recorders)
+    assert max(max(recorder.spans) for recorder in recorders) <= WINDOW
