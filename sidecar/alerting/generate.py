@@ -1,0 +1,126 @@
+"""Write the rule file and the example Alertmanager config from the catalogue.
+
+Usage::
+
+    python -m sidecar.alerting.generate                 # regenerate alerts/ (committed output)
+    python -m sidecar.alerting.generate --check         # exit 1 if alerts/ is out of date
+    python -m sidecar.alerting.generate --out-dir DIR --config sidecar.yaml \\
+        --instance-label namespace --instance-label pod --vllm-up-selector 'job="vllm"'
+    vllm-sidecar alert-rules --config sidecar.yaml      # the same, into the current directory
+
+Without ``--config`` the settings' defaults are used (never the environment), so the committed
+output does not depend on who ran the generator. With ``--config``, thresholds, ``for``
+overrides and SLO settings come from that sidecar settings file, exactly as a running sidecar
+reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sidecar.alerting import catalogue
+from sidecar.alerting.rulefile import render_alertmanager_example, render_rules
+from sidecar.alerting.spec import RuleConfig
+from sidecar.config import ConfigError, load
+
+RULES_FILE = "vllm-sidecar.rules.yaml"
+ALERTMANAGER_FILE = "alertmanager.example.yaml"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "alerts"
+
+
+def render(config: RuleConfig) -> dict[str, str]:
+    """File name -> content of every generated file."""
+    return {
+        RULES_FILE: render_rules(config),
+        ALERTMANAGER_FILE: render_alertmanager_example(config),
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser, default_out: Path) -> None:
+    """The generator's options, shared by ``python -m`` and the CLI subcommand."""
+    parser.add_argument("--out-dir", type=Path, default=default_out)
+    parser.add_argument("--check", action="store_true", help="Compare instead of writing.")
+    parser.add_argument("--config", type=Path, help="Sidecar settings YAML (thresholds, SLOs).")
+    parser.add_argument("--vllm-selector", default=None, help="Extra matchers for vllm:* series.")
+    parser.add_argument("--vllm-up-selector", default=None, help="Matchers of vLLM's up series.")
+    parser.add_argument(
+        "--sidecar-selector", default=None, help="Extra matchers for sidecar series."
+    )
+    parser.add_argument("--sidecar-up-selector", default=None, help="Matchers of the sidecar's up.")
+    parser.add_argument(
+        "--instance-label",
+        action="append",
+        default=[],
+        help="A label that tells vLLM servers apart (repeatable); alerts keep it.",
+    )
+    parser.add_argument(
+        "--no-check-slo-edges",
+        action="store_true",
+        help="Allow SLO thresholds off vLLM's default buckets (custom --custom-histogram-buckets).",
+    )
+
+
+def register(subparsers: Any) -> None:
+    """``vllm-sidecar alert-rules``: render rules matching this sidecar's settings."""
+    parser = subparsers.add_parser(
+        "alert-rules",
+        help="Write Prometheus rules and an example Alertmanager config for these settings.",
+        description=__doc__.split("\n\n")[0],
+    )
+    add_arguments(parser, default_out=Path())
+    parser.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> RuleConfig:
+    """The rule configuration the command line asks for."""
+    config = RuleConfig.from_settings(load(args.config)) if args.config else RuleConfig()
+    selectors = {
+        name: getattr(args, name)
+        for name in ("vllm_selector", "vllm_up_selector", "sidecar_selector", "sidecar_up_selector")
+        if getattr(args, name) is not None
+    }
+    return replace(config, instance_labels=tuple(args.instance_label), **selectors)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate (or ``--check``) the files; 0 on success, 1 on drift, 2 on bad configuration."""
+    try:
+        config = config_from_args(args)
+        catalogue.validate(config, check_slo_edges=not args.no_check_slo_edges)
+    except (ConfigError, ValueError) as exc:
+        print(f"generate: {exc}", file=sys.stderr)
+        return 2
+    stale: list[str] = []
+    for name, content in render(config).items():
+        path = args.out_dir / name
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == content:
+            continue
+        if args.check:
+            stale.append(str(path))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        print(f"wrote {path}")
+    if stale:
+        print("out of date (run python -m sidecar.alerting.generate): " + ", ".join(stale))
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sidecar.alerting.generate``: writes into the checkout's ``alerts/``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sidecar.alerting.generate", description=__doc__.split("\n\n")[0]
+    )
+    add_arguments(parser, default_out=DEFAULT_OUT)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
