@@ -30,6 +30,9 @@ class AdminState:
     local_registry: CollectorRegistry
     signals: Signals | None = None
     alerts: Callable[[], list[dict[str, Any]]] | None = None
+    sampling: Callable[[], dict[str, Any]] | None = None
+    draining: bool = False
+    """Set on SIGTERM: /readyz answers 503 so load balancers stop sending new requests."""
     extra_routes: list[web.RouteDef] = field(default_factory=list)
 
 
@@ -45,13 +48,15 @@ def build_admin_app(state: AdminState) -> web.Application:
 
     async def readyz(_request: web.Request) -> web.Response:
         scrape = state.scrape
+        ready = scrape.ready and not state.draining
         body = {
-            "ready": scrape.ready,
+            "ready": ready,
+            "draining": state.draining,
             "consecutive_failures": scrape.consecutive_failures,
             "last_error": scrape.last_error_reason,
             "last_success": scrape.last_success_wall,
         }
-        return web.json_response(body, status=200 if scrape.ready else 503)
+        return web.json_response(body, status=200 if ready else 503)
 
     async def signals(_request: web.Request) -> web.Response:
         scrape = state.scrape
@@ -65,6 +70,7 @@ def build_admin_app(state: AdminState) -> web.Application:
                 "vllm_version": scrape.vllm_version,
             },
             "signals": state.signals.to_json() if state.signals else None,
+            "sampling": state.sampling() if state.sampling else None,
         }
         return web.json_response(body)
 

@@ -19,11 +19,18 @@ from prometheus_client import CollectorRegistry
 
 from sidecar import __version__
 from sidecar.admin import AdminState, build_admin_app
+from sidecar.alerting.engine import AlertEngine
+from sidecar.alerting.inputs import EngineInputs, read_registry
 from sidecar.config import Settings, split_host_port
 from sidecar.exporter import SignalsCollector
+from sidecar.metrics import REGISTRY
+from sidecar.proxy.server import ProxyServer
+from sidecar.sampling.pipeline import SamplingPipeline
+from sidecar.sampling.spool import SpoolLockedError
 from sidecar.scrape.scraper import Scraper
 from sidecar.signals.derive import derive
 from sidecar.signals.history import History
+from sidecar.snapshot import Snapshot
 
 
 @dataclass(slots=True)
@@ -35,29 +42,48 @@ class Sidecar:
     history: History
     scraper: Scraper
     admin_state: AdminState
+    pipeline: SamplingPipeline
+    engine: AlertEngine
+    proxy: ProxyServer | None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     runners: list[web.AppRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     bound: dict[str, tuple[str, int]] = field(default_factory=dict)
 
-    def refresh_signals(self) -> None:
-        """Derive signals from the history (called after each good scrape)."""
+    def on_snapshot(self, _snapshot: Snapshot) -> None:
+        """After each good scrape: derive signals, pass vLLM's version on to the sampler."""
         self.admin_state.signals = derive(
             self.history,
             min_requests_for_ratio=self.settings.min_requests_for_ratio,
         )
+        version = self.scraper.status.vllm_version
+        if version != self.pipeline.upstream_version:
+            self.pipeline.set_upstream_version(version)
+
+    def engine_inputs(self) -> EngineInputs:
+        """What the alert engine evaluates: signals, the newest scrape, our own metrics."""
+        return EngineInputs(
+            signals=self.admin_state.signals,
+            snapshot=self.history.latest(),
+            readings=read_registry(REGISTRY),
+        )
 
 
 def build(settings: Settings) -> Sidecar:
-    """Create the parts; nothing runs until :func:`start`."""
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=4, ttl_dns_cache=300),
-        auto_decompress=True,
-    )
+    """Create the parts; nothing listens or runs until :func:`start`."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4, ttl_dns_cache=300))
     history = History(max_age=settings.history_seconds)
     scraper = Scraper(settings, session, history)
+    pipeline = SamplingPipeline(settings)
+    engine = AlertEngine(settings)
+    proxy = ProxyServer(settings, pipeline) if settings.proxy_enabled else None
     local_registry = CollectorRegistry(auto_describe=False)
-    admin_state = AdminState(scrape=scraper.status, local_registry=local_registry)
+    admin_state = AdminState(
+        scrape=scraper.status,
+        local_registry=local_registry,
+        alerts=engine.alert_list,
+        sampling=pipeline.status,
+    )
     local_registry.register(SignalsCollector(lambda: admin_state.signals))
     return Sidecar(
         settings=settings,
@@ -65,65 +91,91 @@ def build(settings: Settings) -> Sidecar:
         history=history,
         scraper=scraper,
         admin_state=admin_state,
+        pipeline=pipeline,
+        engine=engine,
+        proxy=proxy,
     )
 
 
-async def _serve(sidecar: Sidecar, name: str, app: web.Application, address: str) -> None:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+async def _serve_admin(sidecar: Sidecar) -> None:
+    runner = web.AppRunner(
+        build_admin_app(sidecar.admin_state), access_log=None, handle_signals=False
+    )
     await runner.setup()
-    host, port = split_host_port(address)
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    host, port = split_host_port(sidecar.settings.admin_listen)
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
     sidecar.runners.append(runner)
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    actual = sockets[0].getsockname()[:2] if sockets else (host, port)
-    sidecar.bound[name] = (str(actual[0]), int(actual[1]))
+    bound_host, bound_port = runner.addresses[0][:2]
+    sidecar.bound["admin"] = (str(bound_host), int(bound_port))
 
 
 async def start(sidecar: Sidecar) -> None:
-    """Bind the servers and start the background loops."""
-    await _serve(
-        sidecar, "admin", build_admin_app(sidecar.admin_state), sidecar.settings.admin_listen
-    )
+    """Open the spool, bind the servers and start the background loops.
+
+    Raises ``OSError`` (port taken, spool unusable) or ``SpoolLockedError`` (another sidecar
+    owns ``spool_dir``); whatever was already started is stopped again first.
+    """
+    try:
+        await sidecar.pipeline.start()
+        await _serve_admin(sidecar)
+        if sidecar.proxy is not None:
+            await sidecar.proxy.start()
+            host, _ = split_host_port(sidecar.settings.listen)
+            sidecar.bound["proxy"] = (host, sidecar.proxy.port)
+    except BaseException:
+        await shutdown(sidecar)
+        raise
     sidecar.tasks.append(
-        asyncio.create_task(
-            sidecar.scraper.run(sidecar.stop, lambda _snapshot: sidecar.refresh_signals()),
-            name="scrape",
-        )
+        asyncio.create_task(sidecar.scraper.run(sidecar.stop, sidecar.on_snapshot), name="scrape")
     )
+    await sidecar.engine.start(sidecar.engine_inputs)
 
 
 async def shutdown(sidecar: Sidecar) -> None:
-    """Stop loops, close servers and the upstream session, within the grace period."""
+    """Drain in order: mark unready, finish in-flight requests, stop loops, flush samples.
+
+    The proxy gets the grace period first (streams in flight must complete); the sampler gets
+    what is left of it to upload, and leaves the rest in the spool for the next start.
+    """
+    deadline = time.monotonic() + sidecar.settings.shutdown_grace_seconds
+    sidecar.admin_state.draining = True
     sidecar.stop.set()
+    if sidecar.proxy is not None:
+        await sidecar.proxy.stop()
     for task in sidecar.tasks:
         task.cancel()
     await asyncio.gather(*sidecar.tasks, return_exceptions=True)
+    await sidecar.engine.stop()
+    await sidecar.pipeline.stop(max(0.0, deadline - time.monotonic()))
     for runner in reversed(sidecar.runners):
         await runner.cleanup()
     await sidecar.session.close()
 
 
-async def serve_forever(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then drain."""
+async def serve_forever(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT, then drain. Returns the process exit code."""
     log = structlog.get_logger("sidecar")
     sidecar = build(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, sidecar.stop.set)
-    await start(sidecar)
+    try:
+        await start(sidecar)
+    except (OSError, SpoolLockedError) as exc:
+        log.error("sidecar_start_failed", error=str(exc))  # noqa: TRY400 - one line, no trace
+        return 1
     log.info(
         "sidecar_started",
         version=__version__,
         upstream=settings.upstream,
+        proxy=":".join(map(str, sidecar.bound["proxy"])) if "proxy" in sidecar.bound else None,
         admin=":".join(map(str, sidecar.bound["admin"])),
-        started_at=time.time(),
     )
     await sidecar.stop.wait()
     log.info("sidecar_stopping", grace_seconds=settings.shutdown_grace_seconds)
     await shutdown(sidecar)
     log.info("sidecar_stopped")
+    return 0
 
 
 def run(settings: Settings) -> int:
@@ -131,7 +183,5 @@ def run(settings: Settings) -> int:
     try:
         import uvloop
     except ImportError:  # optional speed-up
-        asyncio.run(serve_forever(settings))
-    else:
-        uvloop.run(serve_forever(settings))
-    return 0
+        return asyncio.run(serve_forever(settings))
+    return uvloop.run(serve_forever(settings))

@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES = (
     "sidecar.emulator.cli",
     "sidecar.loadgen.cli",
     "sidecar.demo",
+    "sidecar.alerting.generate",
 )
 """Modules that add their own subcommands (each has ``register(subparsers)``)."""
 
