@@ -1,0 +1,177 @@
+"""One request in flight: what the proxy noted while relaying it, and what happens at its end.
+
+:meth:`Flight.finish` runs once per request after the last byte went out (or the request
+failed): it observes the histograms, builds the :class:`~sidecar.sampling.exchange.Exchange` from
+references the relay already holds (no copies) and offers it to the sampler. It never raises,
+because it runs in the handler's ``finally`` and must not mask a cancellation.
+
+Timing points (``time.perf_counter()``): ``t0`` when the handler starts (request line and
+headers parsed), ``end`` after the last byte was written. ``overhead`` sums the proxy's own
+share before the first byte: ``t0`` -> upstream call (auth, body read, header filter),
+upstream headers -> client headers written, and the first chunk's arrival -> written. It does
+not include the time aiohttp's client spends taking a pooled connection or sending the request.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import Any
+
+import aiohttp
+
+from sidecar.proxy import metrics
+from sidecar.proxy.observe import (
+    StreamMeter,
+    StreamShape,
+    estimated_completion_tokens,
+    find_finish_reason,
+    find_usage,
+    tail_of,
+)
+from sidecar.sampling.exchange import Exchange, Sampler
+
+CLIENT_CLOSED = 499
+"""Status label (nginx's convention) for requests whose client went away first."""
+_GONE = frozenset({"client_disconnect", "shutdown"})
+
+
+class Flight:
+    """Mutable per-request state; slots keep it to one small allocation."""
+
+    __slots__ = (
+        "chunks",
+        "complete",
+        "encoded",
+        "end",
+        "endpoint",
+        "error",
+        "key_name",
+        "meter",
+        "method",
+        "model",
+        "overhead",
+        "path",
+        "request_body",
+        "request_id",
+        "sampled",
+        "shape",
+        "started_at",
+        "status",
+        "streamed",
+        "t0",
+        "upstream",
+    )
+
+    def __init__(self, t0: float, started_at: float, method: str, path: str) -> None:
+        self.t0 = t0
+        self.started_at = started_at
+        self.method = method
+        self.path = path
+        self.endpoint = metrics.endpoint_label(path)
+        self.request_id = ""
+        self.key_name: str | None = None
+        self.model: str | None = None
+        self.request_body = b""
+        self.sampled = False
+        self.status = 0
+        self.streamed = False
+        self.encoded = False
+        self.chunks: list[bytes] = []
+        self.meter: StreamMeter | None = None
+        self.shape: StreamShape | None = None
+        self.upstream: aiohttp.ClientResponse | None = None
+        self.overhead = 0.0
+        self.end: float | None = None
+        self.complete = False
+        self.error: str | None = None
+
+    def head_decision(self, sampler: Sampler) -> bool:
+        """The sampler's head decision; False (and counted) if the sampler raises."""
+        try:
+            return bool(sampler.head_decision(self.request_id, self.model))
+        except Exception:  # the sampler must never fail a request
+            metrics.SAMPLER_ERRORS.labels(call="head_decision").inc()
+            return False
+
+    def close_upstream(self) -> None:
+        """Return the upstream connection to the pool, or close it if the body was not drained.
+
+        Closing (rather than releasing) an unfinished response is what tells vLLM the client
+        is gone: it sees the socket close and aborts the request.
+        """
+        upstream = self.upstream
+        if upstream is None:
+            return
+        if self.complete and self.error is None:
+            upstream.release()
+        else:
+            upstream.close()
+
+    def finish(self, sampler: Sampler, models: metrics.ModelLabels, log: Any) -> None:
+        """Record metrics and offer the exchange; swallows (and logs) its own failures."""
+        try:
+            self._finish(sampler, models)
+        except Exception:  # bookkeeping must not fail the request
+            log.exception("proxy bookkeeping failed")
+
+    def _finish(self, sampler: Sampler, models: metrics.ModelLabels) -> None:
+        end = self.end if self.end is not None else perf_counter()
+        gone = self.error in _GONE
+        status = CLIENT_CLOSED if gone or not self.status else self.status
+        served = self.complete and self.error is None and self.status < 400
+        model_label = models.label(self.model, served=served)
+        key_label = self.key_name or "none"
+        metrics.REQUESTS.labels(model_label, key_label, str(status), self.endpoint).inc()
+        if self.upstream is not None:
+            metrics.OVERHEAD_SECONDS.observe(self.overhead)
+
+        ttft: float | None = None
+        meter = self.meter
+        if meter is not None and meter.first_content_at is not None:
+            ttft = meter.first_content_at - self.t0
+        finish_reason: str | None = None
+        if served and self.upstream is not None and not self.encoded:
+            finish_reason = self._observe_served(model_label, key_label, end, ttft)
+
+        exchange = Exchange(
+            request_id=self.request_id,
+            method=self.method,
+            path=self.path,
+            model=self.model,
+            key_name=self.key_name,
+            status=status,
+            request_body=self.request_body,
+            response_chunks=self.chunks,
+            streamed=self.streamed,
+            started_at=self.started_at,
+            ttft_seconds=ttft,
+            e2e_seconds=end - self.t0,
+            finish_reason=finish_reason,
+            error=self.error,
+        )
+        try:
+            sampler.offer(exchange, sampled=self.sampled)
+        except Exception:  # the sampler must never fail a request
+            metrics.SAMPLER_ERRORS.labels(call="offer").inc()
+
+    def _observe_served(
+        self, model_label: str, key_label: str, end: float, ttft: float | None
+    ) -> str | None:
+        """Latency and token histograms of a fully relayed success; returns the finish reason."""
+        metrics.E2E_LATENCY_SECONDS.labels(model_label, key_label).observe(end - self.t0)
+        tail = tail_of(self.chunks)
+        usage = find_usage(tail)
+        prompt = usage.prompt_tokens if usage else None
+        completion = usage.completion_tokens if usage else None
+        meter = self.meter
+        if meter is not None:
+            if ttft is not None:
+                metrics.TTFT_SECONDS.labels(model_label, key_label).observe(ttft)
+            metrics.INTER_TOKEN_SECONDS.merge((model_label, key_label), meter.gaps)
+            if completion is None and self.shape is not None:
+                completion = estimated_completion_tokens(meter, self.shape, tail)
+        if prompt is not None:
+            metrics.PROMPT_TOKENS.labels(model_label, key_label).observe(prompt)
+        if completion is not None:
+            metrics.COMPLETION_TOKENS.labels(model_label, key_label).observe(completion)
+        return find_finish_reason(tail)

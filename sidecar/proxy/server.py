@@ -1,0 +1,174 @@
+"""Building and running the proxy: the app factory, the pooled upstream session, the lifecycle.
+
+Shutdown (aiohttp 3.14 ``AppRunner.cleanup()``, which :meth:`ProxyServer.stop` calls): the
+listening socket closes first (new connections are refused), idle keep-alive connections are
+closed, ``on_shutdown`` marks the handler as draining, then every in-flight request gets up to
+``shutdown_grace_seconds`` to finish (streams run to ``[DONE]``); stragglers are cancelled
+(recorded with ``error="shutdown"``). Only then does ``on_cleanup`` close the upstream session,
+so draining streams keep their vLLM connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from sidecar.config import Settings, split_host_port
+from sidecar.proxy.keys import load_key_ring, load_upstream_key
+from sidecar.proxy.relay import ProxyHandler
+from sidecar.sampling.exchange import Exchange, Sampler
+
+UPSTREAM_KEEPALIVE_SECONDS = 4.0
+"""Idle pooled connections to vLLM are dropped after this; below uvicorn's 5 s keep-alive so the
+proxy never sends a request on a connection vLLM is closing (POSTs are not retried)."""
+
+PROXY_HANDLER: web.AppKey[ProxyHandler] = web.AppKey("proxy_handler", ProxyHandler)
+"""The app's handler; tests and the composer read ``draining`` or swap the session through it."""
+
+RUNNER_OPTIONS: Mapping[str, Any] = MappingProxyType(
+    {"handler_cancellation": True, "access_log": None}
+)
+"""``AppRunner`` options the proxy needs if someone runs its app with their own runner:
+cancellation is how a client disconnect reaches vLLM at once; per-request access logs cost
+more than the relay itself."""
+
+
+class NoSampling:
+    """A :class:`~sidecar.sampling.exchange.Sampler` that keeps nothing (sampling disabled)."""
+
+    def head_decision(self, request_id: str, model: str | None) -> bool:
+        """Never in the sample."""
+        del request_id, model
+        return False
+
+    def offer(self, exchange: Exchange, *, sampled: bool) -> None:
+        """Drop the exchange."""
+        del exchange, sampled
+
+
+def upstream_timeout(settings: Settings) -> aiohttp.ClientTimeout:
+    """No total deadline (streams may run for minutes); only connect time and silence bound it."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=settings.upstream_connect_timeout,
+        sock_read=settings.upstream_read_timeout,
+    )
+
+
+def make_upstream_session(settings: Settings) -> aiohttp.ClientSession:
+    """The one pooled session to vLLM.
+
+    Bodies are relayed as they are (no decompression), no cookie jar (one session serves every
+    client), and no default ``User-Agent``/``Accept*``/``Content-Type`` so vLLM sees the
+    client's headers, not aiohttp's. Must be called inside a running event loop.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=settings.upstream_max_connections,
+        limit_per_host=0,
+        keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS,
+        ttl_dns_cache=10,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        timeout=upstream_timeout(settings),
+    )
+
+
+def build_proxy_app(
+    settings: Settings, sampler: Sampler, *, session: aiohttp.ClientSession | None = None
+) -> web.Application:
+    """The pass-through as an aiohttp app that answers every path on ``settings.upstream``.
+
+    Key files are read here, so a bad file fails fast with a
+    :class:`~sidecar.config.ConfigError`. Without ``session`` the app opens its own on start-up
+    and closes it on cleanup; a given session stays the caller's to close. Run the app with
+    :data:`RUNNER_OPTIONS` (or use :class:`ProxyServer`).
+    """
+    handler = ProxyHandler(
+        upstream=settings.upstream,
+        sampler=sampler,
+        key_ring=load_key_ring(settings.api_keys_file),
+        upstream_key=load_upstream_key(settings.upstream_api_key_file),
+        max_body_bytes=settings.max_body_bytes,
+        timeout=upstream_timeout(settings),
+    )
+    # aiohttp rejects a body once its size reaches client_max_size; +1 makes the limit inclusive.
+    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    app[PROXY_HANDLER] = handler
+    app.router.add_route("*", "/{path:.*}", handler.handle)
+
+    async def open_session(_app: web.Application) -> None:
+        handler.session = session or make_upstream_session(settings)
+
+    async def mark_draining(_app: web.Application) -> None:
+        handler.draining = True
+
+    async def close_session(_app: web.Application) -> None:
+        if session is None and handler.session is not None:
+            await handler.session.close()
+
+    app.on_startup.append(open_session)
+    app.on_shutdown.append(mark_draining)
+    app.on_cleanup.append(close_session)
+    return app
+
+
+class ProxyServer:
+    """The proxy listening on ``settings.listen``: ``await start()``, later ``await stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sampler: Sampler,
+        *,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._settings = settings
+        self.app = build_proxy_app(settings, sampler, session=session)
+        self._runner = web.AppRunner(
+            self.app,
+            shutdown_timeout=settings.shutdown_grace_seconds,
+            handler_cancellation=True,
+            access_log=None,
+        )
+        self._stopped = False
+        self._port = 0
+
+    async def start(self) -> None:
+        """Open the upstream session and start listening (``OSError`` if the port is taken)."""
+        await self._runner.setup()
+        host, port = split_host_port(self._settings.listen)
+        site = web.TCPSite(self._runner, host, port, backlog=1024, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()  # closes the session the start-up hook opened
+            raise
+        self._port = int(self._runner.addresses[0][1])
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``listen: 127.0.0.1:0``)."""
+        return self._port
+
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`stop` has begun."""
+        return self.app[PROXY_HANDLER].draining
+
+    async def stop(self) -> None:
+        """Refuse new connections, let in-flight requests finish within the grace, close.
+
+        Idempotent; returns once every request has finished or been cancelled at the deadline.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._runner.cleanup()

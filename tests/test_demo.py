@@ -1,0 +1,40 @@
+"""The README's main-job command: one process, real parts, sampled records on disk."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_runs_for_its_duration_and_leaves_samples(tmp_path: Path) -> None:
+    """`demo --duration 30` exits 0, saturates the KV cache, and writes readable sample records."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "demo", "--duration", "30"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "done:" in result.stdout
+    assert "VLLMKVCacheSaturation" in result.stderr, "the canary fires during the saturation phase"
+    files = sorted((tmp_path / "samples-data" / "v1").rglob("*.jsonl.gz"))
+    assert files, "sampled records land in the local sink"
+    assert all(
+        "/dt=" in str(path) and "/hour=" in str(path) and "/model=" in str(path) for path in files
+    )
+    records = [
+        json.loads(line)
+        for path in files
+        for line in gzip.decompress(path.read_bytes()).decode().splitlines()
+    ]
+    assert records
+    assert {record["model_name"] for record in records} == {"meta-llama/Llama-3.1-8B-Instruct"}
+    assert all(record["request_id"] for record in records)
