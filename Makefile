@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_TOOLS := promtool prometheus amtool prometheus-alertmanager nginx
+SYSTEM_TOOLS := promtool prometheus amtool prometheus-alertmanager nginx docker-compose openssl
 
 .PHONY: test demo deps system-deps lint typecheck unit bench clean
 
@@ -25,12 +25,12 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager nginx-light >/dev/null; \
+	    prometheus prometheus-alertmanager nginx-light docker-compose openssl >/dev/null; \
 	fi
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check sidecar tests bench
-	$(BIN)/ruff format --check sidecar tests bench
+	$(BIN)/ruff check sidecar tests bench dashboards helm
+	$(BIN)/ruff format --check sidecar tests bench dashboards helm
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy

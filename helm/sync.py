@@ -1,0 +1,298 @@
+"""Regenerate the deploy files that are copies of generated outputs: ``python -m helm.sync``.
+
+Helm's ``.Files`` cannot read outside the chart directory, so the chart carries copies, and the
+single-VM recipe carries an Alertmanager configuration derived from the example one:
+
+* ``files/prometheus-rules.yaml``: the groups of ``alerts/vllm-sidecar.rules.yaml``, rendered
+  from the same alert catalogue, with each overridable threshold written as a marker that the
+  PrometheusRule template fills from ``alerts.overrides`` (default: the catalogue's value);
+* ``files/dashboards/<name>.json``: byte copies of ``dashboards/json/*.json``;
+* the ``alerts.overrides`` and ``sidecar.settings`` subtrees of ``values.schema.json``, from the
+  catalogue and from :class:`~sidecar.config.Settings`, so a misspelt alert or setting name is
+  refused by ``helm install`` with the key in the message;
+* ``deploy/vm/alertmanager/alertmanager.yml``: the example's routes and inhibitions with
+  receivers that read their webhook URL from a file.
+
+``--check`` writes nothing and exits 1 naming every stale file (the drift test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sidecar.alerting.catalogue import RULES
+from sidecar.alerting.recording import recording_groups
+from sidecar.alerting.rulefile import alerting_rule, dump
+from sidecar.alerting.spec import AlertRule, RuleConfig, Unit, duration
+from sidecar.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "helm" / "vllm-sidecar"
+RULES_COPY = "files/prometheus-rules.yaml"
+DASHBOARD_COPIES = "files/dashboards"
+SCHEMA = "values.schema.json"
+VM_ALERTMANAGER = REPO / "deploy" / "vm" / "alertmanager" / "alertmanager.yml"
+
+THRESHOLD_MARK = "@@threshold@@"
+THRESHOLD_TEXT_MARK = "@@threshold_text@@"
+SENTINEL = 7777.125
+"""A threshold no rule uses, rendered once to find where each rule prints its threshold."""
+
+CHART_UNITS = frozenset({Unit.RATIO, Unit.SECONDS, Unit.PER_SECOND})
+"""Units whose description text the chart's ``vllm-sidecar.thresholdText`` helper can write."""
+
+PROMETHEUS_DURATION = (
+    "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+)
+"""The Prometheus Operator's duration pattern (units largest first); ``minLength`` rules out ""."""
+SLACK_URL_FILE = "/etc/alertmanager/secrets/slack-webhook-url"
+
+
+class SyncError(RuntimeError):
+    """A catalogue rule cannot be expressed with the chart's threshold markers."""
+
+
+def _number(value: float) -> str:
+    """How the catalogue prints a threshold in PromQL (``sidecar.alerting.promql.number``)."""
+    return f"{value:.10g}"
+
+
+def _marked_rule(rule: AlertRule, default: dict[str, Any]) -> dict[str, Any]:
+    """The rule with its threshold replaced by markers, checked against the default rendering."""
+    if rule.threshold is None:
+        return default
+    probe = alerting_rule(rule, RuleConfig(thresholds={rule.name: SENTINEL}))
+    expr: str = probe["expr"]
+    if expr.count(_number(SENTINEL)) != 1:
+        raise SyncError(f"{rule.name}: the threshold must appear exactly once in its expression")
+    text = rule.unit.describe(SENTINEL)
+    description: str = probe["annotations"]["description"]
+    if text in description and rule.unit not in CHART_UNITS:
+        raise SyncError(f"{rule.name}: the chart cannot write thresholds in unit {rule.unit}")
+    marked = {**probe, "expr": expr.replace(_number(SENTINEL), THRESHOLD_MARK)}
+    marked["annotations"] = {
+        **probe["annotations"],
+        "description": description.replace(text, THRESHOLD_TEXT_MARK),
+    }
+    restored = json.loads(
+        json.dumps(marked)
+        .replace(THRESHOLD_MARK, _number(rule.threshold))
+        .replace(THRESHOLD_TEXT_MARK, rule.unit.describe(rule.threshold))
+    )
+    if restored != default:
+        raise SyncError(f"{rule.name}: filling the markers does not reproduce the default rule")
+    return marked
+
+
+def _overridable(rule: AlertRule) -> dict[str, Any]:
+    meta: dict[str, Any] = {"for": duration(rule.for_seconds)}
+    if rule.threshold is not None:
+        meta |= {"threshold": rule.threshold, "unit": rule.unit.value}
+    return meta
+
+
+def rules_copy() -> str:
+    """``files/prometheus-rules.yaml``: rule groups with threshold markers, plus their defaults."""
+    config = RuleConfig()
+    alerting = []
+    overridable: dict[str, dict[str, Any]] = {}
+    for rule in RULES:
+        default = alerting_rule(rule, config)
+        if rule.overridable:
+            alerting.append(_marked_rule(rule, default))
+            overridable[rule.name] = _overridable(rule)
+        else:
+            alerting.append(default)
+    groups = [*recording_groups(config), {"name": "vllm-sidecar.alerts", "rules": alerting}]
+    header = (
+        "Generated by `python -m helm.sync` from sidecar/alerting/ (the catalogue behind\n"
+        "alerts/vllm-sidecar.rules.yaml); do not edit. templates/prometheusrule.yaml replaces\n"
+        f"{THRESHOLD_MARK} and {THRESHOLD_TEXT_MARK} with alerts.overrides.<alert>.threshold\n"
+        "(default below) and sets `for` from alerts.overrides.<alert>.for."
+    )
+    return dump({"groups": groups, "overridable": overridable}, header)
+
+
+def _override_schema(rule: AlertRule) -> dict[str, Any]:
+    hold = duration(rule.for_seconds)
+    properties: dict[str, Any] = {
+        "for": {
+            "type": "string",
+            "minLength": 1,
+            "pattern": PROMETHEUS_DURATION,
+            "description": f"How long the condition must hold before it fires (default {hold}).",
+        }
+    }
+    about = f"{rule.summary} Default: for {hold}"
+    if rule.threshold is not None:
+        threshold: dict[str, Any] = {
+            "type": "number",
+            "minimum": 0,
+            "description": f"Threshold in {rule.unit.value} (default {_number(rule.threshold)}).",
+        }
+        if rule.unit is Unit.RATIO:
+            threshold["maximum"] = 1
+        properties["threshold"] = threshold
+        about += f", threshold {rule.unit.describe(rule.threshold)}"
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": about + ".",
+        "properties": properties,
+    }
+
+
+def overrides_schema() -> dict[str, Any]:
+    """JSON schema of ``alerts.overrides``: one optional entry per overridable alert."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": (
+            "Per-alert threshold and `for`, applied to the PrometheusRule and to the sidecar's "
+            "own alert engine. Burn-rate alerts follow the SLO settings instead."
+        ),
+        "properties": {rule.name: _override_schema(rule) for rule in RULES if rule.overridable},
+    }
+
+
+_KEPT_KEYWORDS = (
+    "type",
+    "anyOf",
+    "enum",
+    "items",
+    "additionalProperties",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "pattern",
+    "description",
+)
+
+
+def _plain(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A pydantic property schema without titles, defaults and formats (Helm needs none)."""
+    kept: dict[str, Any] = {}
+    for key in _KEPT_KEYWORDS:
+        if key not in schema:
+            continue
+        value = schema[key]
+        if key == "anyOf":
+            value = [_plain(option) for option in value]
+        elif key in ("items", "additionalProperties") and isinstance(value, Mapping):
+            value = _plain(value)
+        kept[key] = value
+    return kept
+
+
+def settings_schema() -> dict[str, Any]:
+    """JSON schema of ``sidecar.settings``: any sidecar setting, by its YAML key."""
+    properties = Settings.model_json_schema()["properties"]
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": (
+            "Any other sidecar setting by its YAML key (see `vllm-sidecar check-config --help`); "
+            "these win over what the chart derives from the values above."
+        ),
+        "properties": {name: _plain(schema) for name, schema in properties.items()},
+    }
+
+
+def schema_with_generated_parts(schema: dict[str, Any]) -> str:
+    """``values.schema.json`` with its generated subtrees replaced, as committed text."""
+    top = schema["properties"]
+    top["alerts"]["properties"]["overrides"] = overrides_schema()
+    top["sidecar"]["properties"]["settings"] = settings_schema()
+    return json.dumps(schema, indent=2) + "\n"
+
+
+def vm_alertmanager(example: Mapping[str, Any]) -> str:
+    """The VM recipe's Alertmanager config: the example's routing, receivers that post to Slack."""
+
+    def slack(channel: str) -> dict[str, Any]:
+        return {
+            "slack_configs": [
+                {"api_url_file": SLACK_URL_FILE, "channel": channel, "send_resolved": True}
+            ]
+        }
+
+    receivers = []
+    for receiver in example["receivers"]:
+        name = receiver["name"]
+        extra = {"pager": slack("#llm-pager"), "tickets": slack("#llm-alerts")}.get(name, {})
+        receivers.append({"name": name, **extra})
+    data = {
+        "route": example["route"],
+        "inhibit_rules": example["inhibit_rules"],
+        "receivers": receivers,
+    }
+    header = (
+        "Generated by `python -m helm.sync` from alerts/alertmanager.example.yaml; do not edit.\n"
+        "Routing and inhibitions are the example's. Critical alerts go to #llm-pager, warnings\n"
+        f"to #llm-alerts, through the Slack webhook URL in {SLACK_URL_FILE}\n"
+        "(deploy/vm/secrets/slack-webhook-url). For PagerDuty, email or others, write your\n"
+        "receivers here and drop this file from `python -m helm.sync`'s outputs."
+    )
+    return dump(data, header)
+
+
+def render(repo: Path = REPO) -> dict[Path, str]:
+    """Path -> content of every file this script owns."""
+    chart = repo / "helm" / "vllm-sidecar"
+    files: dict[Path, str] = {chart / RULES_COPY: rules_copy()}
+    for board in sorted((repo / "dashboards" / "json").glob("*.json")):
+        files[chart / DASHBOARD_COPIES / board.name] = board.read_text(encoding="utf-8")
+    schema = json.loads((chart / SCHEMA).read_text(encoding="utf-8"))
+    files[chart / SCHEMA] = schema_with_generated_parts(schema)
+    example = yaml.safe_load((repo / "alerts" / "alertmanager.example.yaml").read_text("utf-8"))
+    files[repo / VM_ALERTMANAGER.relative_to(REPO)] = vm_alertmanager(example)
+    return files
+
+
+def stale(repo: Path, files: Mapping[Path, str]) -> list[Path]:
+    """Files whose content differs from ``files``, plus dashboard copies with no source."""
+    changed = [
+        path
+        for path, text in files.items()
+        if not path.is_file() or path.read_text(encoding="utf-8") != text
+    ]
+    copies = repo / "helm" / "vllm-sidecar" / DASHBOARD_COPIES
+    changed += [path for path in sorted(copies.glob("*.json")) if path not in files]
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write (or ``--check``) the copies; 0 when up to date or written, 1 on drift."""
+    parser = argparse.ArgumentParser(prog="python -m helm.sync", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="Compare instead of writing.")
+    parser.add_argument("--repo", type=Path, default=REPO, help="Repository root.")
+    args = parser.parse_args(argv)
+    files = render(args.repo)
+    outdated = stale(args.repo, files)
+    if args.check:
+        for path in outdated:
+            print(f"out of date: {path.relative_to(args.repo)}")
+        if outdated:
+            print("run: python -m helm.sync")
+        return 1 if outdated else 0
+    for path in outdated:
+        if path in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(files[path], encoding="utf-8")
+            print(f"wrote {path.relative_to(args.repo)}")
+        else:
+            path.unlink()
+            print(f"removed {path.relative_to(args.repo)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
