@@ -51,7 +51,7 @@ class Processes:
     ) -> subprocess.Popen[bytes]:
         out = log.open("wb") if log else None
         try:
-            child = subprocess.Popen(  # noqa: S603 - argv is built by the tests themselves
+            child = subprocess.Popen(
                 list(argv),
                 env={**os.environ, **(env or {})},
                 cwd=cwd,

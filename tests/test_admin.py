@@ -1,4 +1,4 @@
-"""The admin server's contract: derived gauges named and labelled as documented, per model and engine."""
+"""The admin server's contract: derived gauges named and labelled as documented."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0)
 
 
 class FakeVLLM:
-    """Two data-parallel engines whose metrics move between scrapes, rendered by prometheus_client."""
+    """Two data-parallel engines whose metrics move between scrapes (prometheus_client)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
