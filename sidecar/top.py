@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
 import time
 from typing import Any
 
@@ -134,8 +135,10 @@ class _DirectSource:
     async def payload(self) -> dict[str, Any]:
         from sidecar.signals.derive import derive
 
-        await self.scraper.scrape_once()
+        snapshot = await self.scraper.scrape_once()
         status = self.scraper.status
+        if snapshot is not None and status.vllm_version is None:
+            status.vllm_version = await self.scraper.fetch_version()
         signals = derive(self.history) if len(self.history) else None
         return {
             "scrape": {
@@ -161,7 +164,8 @@ async def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    console = Console()
+    # Piped output (logs, CI) gets a wide fixed width instead of a squashed 80-column table.
+    console = Console() if sys.stdout.isatty() else Console(width=180)
     timeout = aiohttp.ClientTimeout(total=max(args.interval, 2.0))
     async with aiohttp.ClientSession(timeout=timeout) as session:
         direct = _DirectSource(args.upstream, args.interval, session) if args.upstream else None
