@@ -182,6 +182,9 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from sidecar import logs
+
+    logs.configure("error", "console")  # scrape failures are shown in the view, not logged over it
     if not args.upstream and not args.sidecar:
         args.sidecar = "http://127.0.0.1:9400"
     with contextlib.suppress(KeyboardInterrupt):
