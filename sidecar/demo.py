@@ -103,14 +103,12 @@ def _view(sidecar: Any, state: DemoState, urls: dict[str, str], samples_dir: Pat
         "signals": admin.signals.to_json() if admin.signals else None,
     }
     alerts = sidecar.engine.alert_list()
-    alert_text = (
-        ", ".join(
-            f"{a['labels']['alertname']} ({a['state']})"
-            for a in alerts
-            if "labels" in a and "alertname" in a["labels"]
-        )
-        or "none"
-    )
+    states: dict[str, str] = {}
+    for alert in alerts:
+        name = alert.get("labels", {}).get("alertname")
+        if name and states.get(name) != "firing":  # several windows of one alert: show it once
+            states[name] = alert.get("state", "?")
+    alert_text = ", ".join(f"{name} ({state})" for name, state in sorted(states.items())) or "none"
     lines = [
         Text.assemble(("phase: ", "bold"), (state.phase, "cyan")),
         Text(

@@ -88,7 +88,16 @@ def render(payload: dict[str, Any], source: str) -> Any:
         "prefix hit",
     ):
         table.add_column(column, justify="left" if column.startswith("model") else "right")
-    for target in signals.get("targets", []):
+    targets = signals.get("targets", [])
+    engines_per_model: dict[str, int] = {}
+    for target in targets:
+        if target.get("engine") is not None:
+            engines_per_model[target["model_name"]] = (
+                engines_per_model.get(target["model_name"], 0) + 1
+            )
+    for target in targets:
+        if target.get("engine") is not None and engines_per_model[target["model_name"]] < 2:
+            continue  # one engine: its row would repeat the model's
         kv = target.get("kv_cache_usage")
         kv_style = "red" if kv is not None and kv >= 0.85 else ""
         slope = target.get("queue_slope")

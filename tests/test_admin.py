@@ -102,10 +102,13 @@ async def test_derived_gauges_follow_the_contract(
     admin = "http://{}:{}".format(*sidecar.bound["admin"])
     try:
         async with aiohttp.ClientSession() as session:
-            await asyncio.sleep(0.8)
-            async with session.get(f"{admin}/metrics") as response:
-                assert response.status == 200
-                text = await response.text()
+            for _ in range(100):  # a few scrapes are needed before windows have two ends
+                async with session.get(f"{admin}/metrics") as response:
+                    assert response.status == 200
+                    text = await response.text()
+                if len(_samples(text, "vllm_sidecar_ttft_seconds")) == 18:
+                    break
+                await asyncio.sleep(0.1)
             async with session.get(f"{admin}/api/v1/signals") as response:
                 signals = (await response.json())["signals"]
     finally:
