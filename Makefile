@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_TOOLS := promtool prometheus amtool prometheus-alertmanager nginx docker-compose openssl
+SYSTEM_TOOLS := promtool prometheus amtool prometheus-alertmanager nginx docker-compose openssl chromium
 
 .PHONY: test demo deps system-deps lint typecheck unit bench clean
 
@@ -17,7 +17,7 @@ deps: system-deps $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,fast]'
+	$(BIN)/pip install --quiet -e '.[test,fast,review]'
 	touch $@
 
 system-deps:
@@ -25,7 +25,7 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager nginx-light docker-compose openssl >/dev/null; \
+	    prometheus prometheus-alertmanager nginx-light docker-compose openssl chromium >/dev/null; \
 	fi
 
 lint: $(VENV)/.installed

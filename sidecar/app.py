@@ -117,6 +117,9 @@ async def start(sidecar: Sidecar) -> None:
     """
     try:
         await sidecar.pipeline.start()
+        # Records sampled before the first scrape should still carry vLLM's version.
+        sidecar.scraper.status.vllm_version = await sidecar.scraper.fetch_version()
+        sidecar.pipeline.set_upstream_version(sidecar.scraper.status.vllm_version)
         await _serve_admin(sidecar)
         if sidecar.proxy is not None:
             await sidecar.proxy.start()

@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES = (
     "sidecar.loadgen.cli",
     "sidecar.demo",
     "sidecar.alerting.generate",
+    "sidecar.samples.cli",
 )
 """Modules that add their own subcommands (each has ``register(subparsers)``)."""
 

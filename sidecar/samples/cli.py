@@ -1,0 +1,182 @@
+"""``vllm-sidecar samples pull|query|show|export|drift``: review sampled completions.
+
+Every subcommand takes ``--source`` as ``s3://bucket/prefix`` (read through the local cache that
+``pull`` fills; ``--cache`` overrides where) or a local directory written by the embedded sink
+(``vllm-sidecar demo`` writes ``./samples-data``). See ``docs/samples.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sidecar.samples import commands
+from sidecar.samples.output import FORMATS
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Turn the errors a reviewer can cause or meet into one line and an exit status."""
+
+    def run(args: argparse.Namespace) -> int:
+        from sidecar.samples.drift.config import DriftConfigError
+        from sidecar.samples.manifest import CacheBusyError
+        from sidecar.samples.output import OutputError
+        from sidecar.samples.pull import PullError
+        from sidecar.samples.source import SourceError
+        from sidecar.samples.timespec import TimeSpecError
+
+        prefix = f"vllm-sidecar samples {args.command_name}"
+        try:
+            return handler(args)
+        except (SourceError, TimeSpecError, DriftConfigError, OutputError) as exc:
+            print(f"{prefix}: {exc}", file=sys.stderr)
+            return commands.EXIT_USAGE
+        except (PullError, CacheBusyError) as exc:
+            print(f"{prefix}: {exc}", file=sys.stderr)
+            return commands.EXIT_FAILED
+        except OSError as exc:
+            print(f"{prefix}: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+            return commands.EXIT_FAILED
+
+    return run
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="s3://bucket/prefix (read through the local cache) or a local sample directory.",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="Cache directory for an s3:// source "
+        "(default $XDG_CACHE_HOME/vllm-sidecar/samples/<bucket>/<prefix>).",
+    )
+
+
+def _s3_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="S3 endpoint (MinIO, R2, moto); AWS_ENDPOINT_URL works too.",
+    )
+    parser.add_argument("--region", default=None, help="S3 region (default: the AWS chain).")
+    parser.add_argument("--workers", type=int, default=8, help="Parallel downloads.")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="No progress bar or progress lines."
+    )
+
+
+def _range_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since", help="Start: now-7d (or --since=-7d), 2026-11-01, 2026-11-01T05:00Z."
+    )
+    parser.add_argument("--until", help="End (exclusive; a bare date includes that day).")
+    parser.add_argument("--model", help="Only this model (name or partition slug).")
+
+
+def _add(subparsers: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help_text, description=help_text
+    )
+    _common(parser)
+    parser.set_defaults(func=_guarded(handler), command_name=name)
+    return parser
+
+
+def _add_drift(subparsers: Any) -> None:
+    from sidecar.samples.drift.signals import SIGNAL_NAMES
+
+    drift = _add(
+        subparsers,
+        "drift",
+        commands.run_drift,
+        "Compare two windows; exit 3 when drift passes the thresholds.",
+    )
+    drift.add_argument(
+        "--baseline",
+        required=True,
+        help="RANGE[@pin=value,...]: e.g. now-14d..now-7d, last:7d@deployment=blue, "
+        "2026-11-01..2026-11-07@vllm=0.32.0 (pins: deployment, vllm, sidecar, model, pod).",
+    )
+    drift.add_argument("--current", required=True, help="RANGE[@pin=value,...] to compare.")
+    drift.add_argument("--model", help="Pin both windows to this model.")
+    drift.add_argument(
+        "--report",
+        type=commands.resolve_report,
+        default=Path("drift-report.html"),
+        help="HTML report path (default drift-report.html; 'none' for no report).",
+    )
+    drift.add_argument("--json", type=Path, default=None, help="Also write the result as JSON.")
+    drift.add_argument("--config", type=Path, help="YAML file of thresholds (names as flags).")
+    drift.add_argument("--alpha", type=float, help="Family-wise significance (default 0.05).")
+    drift.add_argument("--min-samples", type=int, help="Per window and signal (default 50).")
+    drift.add_argument("--min-psi", type=float, help="Smallest PSI that counts (default 0.1).")
+    drift.add_argument(
+        "--min-share-change", type=float, help="Smallest share change that counts (0.01 = 1 pp)."
+    )
+    drift.add_argument(
+        "--min-relative-change",
+        type=float,
+        help="Distributions: smallest move of median or p90 that counts (default 0.1 = 10%%).",
+    )
+    drift.add_argument(
+        "--refusal-opening",
+        action="append",
+        default=[],
+        help="Extra refusal opening (repeatable), e.g. 'Lo siento'.",
+    )
+    drift.add_argument(
+        "--disable-signal", action="append", choices=SIGNAL_NAMES, help="Leave a signal out."
+    )
+    drift.add_argument(
+        "--fail-on-insufficient",
+        action="store_true",
+        help="Exit 4 when no signal has enough data (for scheduled runs).",
+    )
+    drift.add_argument("--pull", action="store_true", help="Pull the windows' range first.")
+    _s3_flags(drift)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``samples`` and its subcommands to the top-level parser."""
+    samples = subparsers.add_parser(
+        "samples",
+        help="Review sampled completions: pull, query, show, export, drift.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = samples.add_subparsers(dest="samples_command", required=True, metavar="SUBCOMMAND")
+
+    pull = _add(actions, "pull", commands.run_pull, "Sync sample objects from S3 into the cache.")
+    _range_flags(pull)
+    _s3_flags(pull)
+
+    query = _add(actions, "query", commands.run_query, "Run SQL (DuckDB) over the `samples` view.")
+    query.add_argument("--format", choices=FORMATS, default="table")
+    query.add_argument("--output", type=Path, help="Write to FILE (needed for parquet).")
+    query.add_argument(
+        "sql", metavar="SQL", help='e.g. "SELECT model, count(*) FROM samples GROUP BY 1"'
+    )
+
+    show = _add(actions, "show", commands.run_show, "Print one record readably.")
+    show.add_argument("--json", action="store_true", help="Print the raw record as JSON.")
+    show.add_argument("id", metavar="ID", help="request_id (or a unique prefix of it).")
+
+    export = _add(actions, "export", commands.run_export, "Write CSV/JSONL for a labelling tool.")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    export.add_argument("--output", type=Path, help="Write to FILE instead of stdout.")
+    _range_flags(export)
+    export.add_argument("--where", help="Extra SQL condition over the samples view.")
+    export.add_argument("--limit", type=int, help="At most this many records.")
+    export.add_argument("--order", choices=("time", "random"), default="time")
+    export.add_argument("--seed", type=int, default=0, help="Seed of --order random.")
+
+    _add_drift(actions)
