@@ -12,7 +12,7 @@ from sidecar.proxy.server import (
     NoSampling,
     ProxyServer,
     build_proxy_app,
-    make_upstream_session,
+    make_upstream_pool,
 )
 
 __all__ = [
@@ -21,5 +21,5 @@ __all__ = [
     "NoSampling",
     "ProxyServer",
     "build_proxy_app",
-    "make_upstream_session",
+    "make_upstream_pool",
 ]

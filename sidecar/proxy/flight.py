@@ -1,23 +1,23 @@
 """One request in flight: what the proxy noted while relaying it, and what happens at its end.
 
 :meth:`Flight.finish` runs once per request after the last byte went out (or the request
-failed): it observes the histograms, builds the :class:`~sidecar.sampling.exchange.Exchange` from
-references the relay already holds (no copies) and offers it to the sampler. It never raises,
-because it runs in the handler's ``finally`` and must not mask a cancellation.
+failed): it reads the request's model, asks the sampler for its head decision (neither is
+needed before then, so neither delays the first byte), observes the histograms, builds the
+:class:`~sidecar.sampling.exchange.Exchange` from what the relay kept (one copy of the
+body buffer) and offers it to the sampler. It never raises, because it runs in the handler's
+``finally`` and must not mask a cancellation.
 
 Timing points (``time.perf_counter()``): ``t0`` when the handler starts (request line and
 headers parsed), ``end`` after the last byte was written. ``overhead`` sums the proxy's own
 share before the first byte: ``t0`` -> upstream call (auth, body read, header filter),
 upstream headers -> client headers written, and the first chunk's arrival -> written. It does
-not include the time aiohttp's client spends taking a pooled connection or sending the request.
+not include the time spent taking a pooled connection and sending the request.
 """
 
 from __future__ import annotations
 
 from time import perf_counter
 from typing import Any
-
-import aiohttp
 
 from sidecar.proxy import metrics
 from sidecar.proxy.observe import (
@@ -26,8 +26,10 @@ from sidecar.proxy.observe import (
     estimated_completion_tokens,
     find_finish_reason,
     find_usage,
+    model_of,
     tail_of,
 )
+from sidecar.proxy.upstream import UpstreamResponse
 from sidecar.sampling.exchange import Exchange, Sampler
 
 CLIENT_CLOSED = 499
@@ -39,7 +41,7 @@ class Flight:
     """Mutable per-request state; slots keep it to one small allocation."""
 
     __slots__ = (
-        "chunks",
+        "body",
         "complete",
         "encoded",
         "end",
@@ -76,10 +78,12 @@ class Flight:
         self.status = 0
         self.streamed = False
         self.encoded = False
-        self.chunks: list[bytes] = []
+        self.body = bytearray()
+        """The response body as relayed, in one growing buffer: thousands of small ``bytes``
+        per stream would scatter over the allocator's arenas and keep the peak RSS."""
         self.meter: StreamMeter | None = None
         self.shape: StreamShape | None = None
-        self.upstream: aiohttp.ClientResponse | None = None
+        self.upstream: UpstreamResponse | None = None
         self.overhead = 0.0
         self.end: float | None = None
         self.complete = False
@@ -116,6 +120,8 @@ class Flight:
 
     def _finish(self, sampler: Sampler, models: metrics.ModelLabels) -> None:
         end = self.end if self.end is not None else perf_counter()
+        self.model = model_of(self.request_body)
+        self.sampled = self.head_decision(sampler)
         gone = self.error in _GONE
         status = CLIENT_CLOSED if gone or not self.status else self.status
         served = self.complete and self.error is None and self.status < 400
@@ -125,13 +131,14 @@ class Flight:
         if self.upstream is not None:
             metrics.OVERHEAD_SECONDS.observe(self.overhead)
 
+        chunks = [bytes(self.body)] if self.body else []
         ttft: float | None = None
         meter = self.meter
         if meter is not None and meter.first_content_at is not None:
             ttft = meter.first_content_at - self.t0
         finish_reason: str | None = None
         if served and self.upstream is not None and not self.encoded:
-            finish_reason = self._observe_served(model_label, key_label, end, ttft)
+            finish_reason = self._observe_served(model_label, key_label, end, ttft, chunks)
 
         exchange = Exchange(
             request_id=self.request_id,
@@ -141,7 +148,7 @@ class Flight:
             key_name=self.key_name,
             status=status,
             request_body=self.request_body,
-            response_chunks=self.chunks,
+            response_chunks=chunks,
             streamed=self.streamed,
             started_at=self.started_at,
             ttft_seconds=ttft,
@@ -155,11 +162,16 @@ class Flight:
             metrics.SAMPLER_ERRORS.labels(call="offer").inc()
 
     def _observe_served(
-        self, model_label: str, key_label: str, end: float, ttft: float | None
+        self,
+        model_label: str,
+        key_label: str,
+        end: float,
+        ttft: float | None,
+        chunks: list[bytes],
     ) -> str | None:
         """Latency and token histograms of a fully relayed success; returns the finish reason."""
         metrics.E2E_LATENCY_SECONDS.labels(model_label, key_label).observe(end - self.t0)
-        tail = tail_of(self.chunks)
+        tail = tail_of(chunks)
         usage = find_usage(tail)
         prompt = usage.prompt_tokens if usage else None
         completion = usage.completion_tokens if usage else None

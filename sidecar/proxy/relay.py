@@ -1,10 +1,12 @@
 """The pass-through request handler: forward bytes, note times, hand the exchange to the sampler.
 
-Per request the hot path does: one header filter each way, one ``json.loads`` of a small request
-body (see :func:`~sidecar.proxy.observe.model_of`), one pooled upstream request, then per
-upstream read ``list.append`` + ``bytes.count`` + ``StreamResponse.write``. Everything else
-(tail scan for usage, histogram observations, the sampler's ``offer``) happens after the last
-byte went out.
+Per request the hot path does: one header filter each way and one request on a pooled upstream
+connection (:mod:`sidecar.proxy.upstream`); the response headers leave with the first body
+bytes when those came with vLLM's head (one ``send``). Then per upstream read, inside the
+socket's I/O callback: ``list.append`` + ``bytes.count`` + one ``transport.write``
+(:mod:`sidecar.proxy.pipe`). Everything else (the request's model, the sample decision, the tail
+scan for usage, histogram observations, the sampler's ``offer``) happens after the last byte
+went out.
 
 Failure rules (the proxy must never be the reason a request fails):
 
@@ -27,24 +29,29 @@ import asyncio
 import time
 from time import perf_counter
 
-import aiohttp
 import structlog
-from aiohttp import hdrs, web
-from yarl import URL
+from aiohttp import HttpVersion11, hdrs, web
 
 from sidecar.proxy import metrics
 from sidecar.proxy.errors import error_response, sse_error_events
 from sidecar.proxy.flight import CLIENT_CLOSED, Flight
 from sidecar.proxy.headers import REQUEST_ID, client_headers, new_request_id, upstream_headers
 from sidecar.proxy.keys import KeyRing, requires_key
-from sidecar.proxy.observe import StreamMeter, model_of, shape_for
+from sidecar.proxy.observe import StreamMeter, shape_for
+from sidecar.proxy.pipe import BACKPRESSURE, ENDED, ClientGone, Pipe
+from sidecar.proxy.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from sidecar.sampling.exchange import Sampler
 
 _SSE = "text/event-stream"
 
 
-class _ClientGone(Exception):  # a signal, not an error
-    """The client closed its connection while the proxy was reading from or writing to it."""
+class _HeadersWithFirstBytes(web.StreamResponse):
+    """A response whose headers wait for the first body write (aiohttp then sends both at once).
+
+    Used only when the first body bytes are already here, so nothing is held back.
+    """
+
+    _send_headers_immediately = False
 
 
 class ProxyHandler:
@@ -53,24 +60,20 @@ class ProxyHandler:
     def __init__(
         self,
         *,
-        upstream: str,
         sampler: Sampler,
         key_ring: KeyRing | None,
         upstream_key: str | None,
         max_body_bytes: int,
-        timeout: aiohttp.ClientTimeout,
         models: metrics.ModelLabels | None = None,
     ) -> None:
-        self._base = upstream.rstrip("/")
         self._sampler = sampler
         self._keys = key_ring
         self._upstream_authorization = f"Bearer {upstream_key}" if upstream_key else None
         self._max_body = max_body_bytes
-        self._timeout = timeout
         self._models = models or metrics.ModelLabels()
         self._log = structlog.get_logger("sidecar.proxy")
-        self.session: aiohttp.ClientSession | None = None
-        """The pooled session to vLLM; set by the app's start-up hook."""
+        self.session: UpstreamPool | None = None
+        """The pooled connections to vLLM; set by the app's start-up hook."""
         self.draining = False
         """Set when shutdown begins, so requests cancelled by the grace deadline say so."""
 
@@ -80,7 +83,7 @@ class ProxyHandler:
         metrics.IN_FLIGHT.inc()
         try:
             return await self._serve(request, flight)
-        except _ClientGone:
+        except ClientGone:
             flight.error = "client_disconnect"
             return web.Response(status=CLIENT_CLOSED)  # nobody will read it
         except asyncio.CancelledError:
@@ -110,12 +113,10 @@ class ProxyHandler:
                 flight, 413, f"Request body is larger than {self._max_body} bytes.",
                 "RequestEntityTooLargeError", error="body_too_large",
             )  # fmt: skip
-        flight.request_body = body
-        flight.model = model_of(body)
-        flight.sampled = flight.head_decision(self._sampler)
+        flight.request_body = body  # its model and the sample decision wait for the end
 
-        session = self.session
-        if session is None:  # pragma: no cover - the start-up hook always runs first
+        pool = self.session
+        if pool is None:  # pragma: no cover - the start-up hook always runs first
             raise RuntimeError("proxy session not started")
         outgoing = upstream_headers(
             headers,
@@ -126,20 +127,9 @@ class ProxyHandler:
         called_at = perf_counter()
         flight.overhead = called_at - flight.t0
         try:
-            upstream = await session.request(
-                request.method,
-                URL(self._base + request.raw_path, encoded=True),
-                headers=outgoing,
-                data=body or None,
-                timeout=self._timeout,
-                allow_redirects=False,
-            )
-        except TimeoutError:
-            return self._upstream_failed(flight, "timeout", called_at)
-        except aiohttp.ClientConnectorError:
-            return self._upstream_failed(flight, "connect", called_at)
-        except (aiohttp.ClientError, OSError):
-            return self._upstream_failed(flight, "disconnect", called_at)
+            upstream = await pool.request(request.method, request.raw_path, outgoing, body)
+        except UpstreamError as exc:
+            return self._upstream_failed(flight, exc.kind, called_at)
         flight.upstream = upstream
         return await self._relay(request, flight, upstream)
 
@@ -155,51 +145,52 @@ class ProxyHandler:
         except web.HTTPRequestEntityTooLarge:
             return None
         except ConnectionError:  # the client left mid-upload (without handler cancellation)
-            raise _ClientGone from None
+            raise ClientGone from None
 
     async def _relay(
-        self, request: web.Request, flight: Flight, upstream: aiohttp.ClientResponse
+        self, request: web.Request, flight: Flight, upstream: UpstreamResponse
     ) -> web.StreamResponse:
         headers_at = perf_counter()
-        flight.status = upstream.status
-        streamed = upstream.content_type == _SSE
+        head = upstream.head
+        flight.status = head.status
+        streamed = head.content_type == _SSE
         flight.streamed = streamed
-        flight.encoded = hdrs.CONTENT_ENCODING in upstream.headers
-        out = web.StreamResponse(
-            status=upstream.status,
-            reason=upstream.reason,
-            headers=client_headers(upstream.headers, request_id=flight.request_id),
-        )
+        flight.encoded = hdrs.CONTENT_ENCODING in head.headers
+        headers = client_headers(head.headers, request_id=flight.request_id)
+        delimited = upstream.connection.framing in ("chunked", "close")
+        if delimited:  # the body's length is unknown: never pass a Content-Length on
+            headers.popall(hdrs.CONTENT_LENGTH, None)
+        connection = upstream.connection
+        early = connection.take_early()
+        response_class = _HeadersWithFirstBytes if early else web.StreamResponse
+        out = response_class(status=head.status, reason=head.reason, headers=headers)
+        if delimited and request.version >= HttpVersion11:
+            out.enable_chunked_encoding()  # so the pipe knows the framing it must write
         meter = None
         if streamed and not flight.encoded:
             flight.shape = shape_for(flight.endpoint)
             flight.meter = meter = StreamMeter(flight.shape, metrics.INTER_TOKEN_SECONDS.tally())
-        chunks = flight.chunks
-        first = True
         try:
             try:
                 await out.prepare(request)
+                pipe = Pipe(request, flight, connection, chunked=out.chunked, meter=meter)
+                if early:
+                    pipe.note(early, headers_at)
+                    await out.write(early)  # one send: headers and the first body bytes
             except ConnectionError:
-                raise _ClientGone from None
+                raise ClientGone from None
             flight.overhead += perf_counter() - headers_at
-            read = upstream.content.readany
-            while chunk := await read():  # whatever arrived, as soon as it arrived; b"" at EOF
-                arrived = perf_counter()
-                chunks.append(chunk)
-                if meter is not None:
-                    meter.feed(chunk, arrived)
-                try:
-                    await out.write(chunk)
-                except ConnectionError:
-                    raise _ClientGone from None
-                if first:
-                    first = False
-                    flight.overhead += perf_counter() - arrived
-        except _ClientGone:
+            connection.attach(pipe)
+            while (outcome := await pipe.wait()) is BACKPRESSURE:
+                await pipe.drain(request)
+            if isinstance(outcome, BaseException):
+                raise outcome
+        except ClientGone:
             flight.error = "client_disconnect"
             return out
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, UpstreamError) as exc:
             return await self._failed_mid_response(request, flight, out, exc)
+        assert outcome is ENDED
         try:
             await out.write_eof()
         except ConnectionError:
@@ -234,7 +225,7 @@ class ProxyHandler:
                 "GatewayTimeoutError" if timed_out else "BadGatewayError",
                 504 if timed_out else 502,
             )
-            flight.chunks.append(tail)
+            flight.body += tail
             try:
                 await out.write(tail)
                 await out.write_eof()
@@ -274,6 +265,6 @@ class ProxyHandler:
         response, body = error_response(status, message, error_type, request_id=flight.request_id)
         flight.status = status
         flight.error = error
-        flight.chunks.append(body)
+        flight.body += body
         flight.complete = True
         return response

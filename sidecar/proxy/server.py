@@ -1,10 +1,10 @@
-"""Building and running the proxy: the app factory, the pooled upstream session, the lifecycle.
+"""Building and running the proxy: the app factory, the pooled upstream connections, the lifecycle.
 
 Shutdown (aiohttp 3.14 ``AppRunner.cleanup()``, which :meth:`ProxyServer.stop` calls): the
 listening socket closes first (new connections are refused), idle keep-alive connections are
 closed, ``on_shutdown`` marks the handler as draining, then every in-flight request gets up to
 ``shutdown_grace_seconds`` to finish (streams run to ``[DONE]``); stragglers are cancelled
-(recorded with ``error="shutdown"``). Only then does ``on_cleanup`` close the upstream session,
+(recorded with ``error="shutdown"``). Only then does ``on_cleanup`` close the upstream pool,
 so draining streams keep their vLLM connections.
 """
 
@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from sidecar.config import Settings, split_host_port
 from sidecar.proxy.keys import load_key_ring, load_upstream_key
 from sidecar.proxy.relay import ProxyHandler
+from sidecar.proxy.upstream import UpstreamPool
 from sidecar.sampling.exchange import Exchange, Sampler
 
 UPSTREAM_KEEPALIVE_SECONDS = 4.0
@@ -27,7 +27,7 @@ UPSTREAM_KEEPALIVE_SECONDS = 4.0
 proxy never sends a request on a connection vLLM is closing (POSTs are not retried)."""
 
 PROXY_HANDLER: web.AppKey[ProxyHandler] = web.AppKey("proxy_handler", ProxyHandler)
-"""The app's handler; tests and the composer read ``draining`` or swap the session through it."""
+"""The app's handler; tests and the composer read ``draining`` or the pool through it."""
 
 RUNNER_OPTIONS: Mapping[str, Any] = MappingProxyType(
     {"handler_cancellation": True, "access_log": None}
@@ -50,54 +50,38 @@ class NoSampling:
         del exchange, sampled
 
 
-def upstream_timeout(settings: Settings) -> aiohttp.ClientTimeout:
-    """No total deadline (streams may run for minutes); only connect time and silence bound it."""
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=settings.upstream_connect_timeout,
-        sock_read=settings.upstream_read_timeout,
-    )
+def make_upstream_pool(settings: Settings) -> UpstreamPool:
+    """The pooled connections to vLLM.
 
-
-def make_upstream_session(settings: Settings) -> aiohttp.ClientSession:
-    """The one pooled session to vLLM.
-
-    Bodies are relayed as they are (no decompression), no cookie jar (one session serves every
-    client), and no default ``User-Agent``/``Accept*``/``Content-Type`` so vLLM sees the
-    client's headers, not aiohttp's. Must be called inside a running event loop.
+    Bodies are relayed as they are (no decompression), and vLLM sees the client's headers
+    (minus hop-by-hop ones), not a client library's defaults. No total deadline (streams may
+    run for minutes); only connect time and silence bound a request. Must be called inside a
+    running event loop.
     """
-    connector = aiohttp.TCPConnector(
-        limit=settings.upstream_max_connections,
-        limit_per_host=0,
-        keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS,
-        ttl_dns_cache=10,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        timeout=upstream_timeout(settings),
+    return UpstreamPool(
+        settings.upstream,
+        max_connections=settings.upstream_max_connections,
+        keepalive_seconds=UPSTREAM_KEEPALIVE_SECONDS,
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
     )
 
 
 def build_proxy_app(
-    settings: Settings, sampler: Sampler, *, session: aiohttp.ClientSession | None = None
+    settings: Settings, sampler: Sampler, *, pool: UpstreamPool | None = None
 ) -> web.Application:
     """The pass-through as an aiohttp app that answers every path on ``settings.upstream``.
 
     Key files are read here, so a bad file fails fast with a
-    :class:`~sidecar.config.ConfigError`. Without ``session`` the app opens its own on start-up
-    and closes it on cleanup; a given session stays the caller's to close. Run the app with
+    :class:`~sidecar.config.ConfigError`. Without ``pool`` the app opens its own on start-up
+    and closes it on cleanup; a given pool stays the caller's to close. Run the app with
     :data:`RUNNER_OPTIONS` (or use :class:`ProxyServer`).
     """
     handler = ProxyHandler(
-        upstream=settings.upstream,
         sampler=sampler,
         key_ring=load_key_ring(settings.api_keys_file),
         upstream_key=load_upstream_key(settings.upstream_api_key_file),
         max_body_bytes=settings.max_body_bytes,
-        timeout=upstream_timeout(settings),
     )
     # aiohttp rejects a body once its size reaches client_max_size; +1 makes the limit inclusive.
     app = web.Application(client_max_size=settings.max_body_bytes + 1)
@@ -105,13 +89,13 @@ def build_proxy_app(
     app.router.add_route("*", "/{path:.*}", handler.handle)
 
     async def open_session(_app: web.Application) -> None:
-        handler.session = session or make_upstream_session(settings)
+        handler.session = pool or make_upstream_pool(settings)
 
     async def mark_draining(_app: web.Application) -> None:
         handler.draining = True
 
     async def close_session(_app: web.Application) -> None:
-        if session is None and handler.session is not None:
+        if pool is None and handler.session is not None:
             await handler.session.close()
 
     app.on_startup.append(open_session)
@@ -124,14 +108,10 @@ class ProxyServer:
     """The proxy listening on ``settings.listen``: ``await start()``, later ``await stop()``."""
 
     def __init__(
-        self,
-        settings: Settings,
-        sampler: Sampler,
-        *,
-        session: aiohttp.ClientSession | None = None,
+        self, settings: Settings, sampler: Sampler, *, pool: UpstreamPool | None = None
     ) -> None:
         self._settings = settings
-        self.app = build_proxy_app(settings, sampler, session=session)
+        self.app = build_proxy_app(settings, sampler, pool=pool)
         self._runner = web.AppRunner(
             self.app,
             shutdown_timeout=settings.shutdown_grace_seconds,
@@ -142,14 +122,14 @@ class ProxyServer:
         self._port = 0
 
     async def start(self) -> None:
-        """Open the upstream session and start listening (``OSError`` if the port is taken)."""
+        """Open the upstream pool and start listening (``OSError`` if the port is taken)."""
         await self._runner.setup()
         host, port = split_host_port(self._settings.listen)
         site = web.TCPSite(self._runner, host, port, backlog=1024, reuse_address=True)
         try:
             await site.start()
         except OSError:
-            await self._runner.cleanup()  # closes the session the start-up hook opened
+            await self._runner.cleanup()  # closes the pool the start-up hook opened
             raise
         self._port = int(self._runner.addresses[0][1])
 

@@ -1,0 +1,92 @@
+"""The benchmark's building blocks: synthetic vLLM pages, the scrape-cost history, the report."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from bench import report, scrape_cost
+from bench.pages import advanced, with_engines
+from sidecar.scrape.parse import parse_snapshot
+
+
+def _parse(page: str, at: float = 0.0):  # type: ignore[no-untyped-def]
+    return parse_snapshot(page.encode(), scrape_cost.CONTENT_TYPE, timestamp=at, monotonic=at)
+
+
+def test_more_engines_multiply_the_series(shared_dir: Path) -> None:
+    """An 8-engine page parses, with eight times the per-engine series of the reference page."""
+    page = (shared_dir / "vllm" / "v1-1model.prom").read_text()
+    one, eight = _parse(page), _parse(with_engines(page, 8))
+    assert {key.engine for key in eight.gauges["kv_cache_usage"]} == {str(e) for e in range(8)}
+    for name, series in one.histograms.items():
+        assert len(eight.histograms[name]) == 8 * len(series)
+
+
+def test_grown_snapshot_equals_parsing_the_advanced_page(shared_dir: Path) -> None:
+    """The scrape-cost history (counters scaled in memory) is what a real later scrape gives."""
+    page = (shared_dir / "vllm" / "v1-1model.prom").read_text()
+    parsed = _parse(advanced(page, 1.5), at=5.0)
+    grown = scrape_cost._grown(_parse(page), 1.5, 5.0)
+    assert grown.counters == parsed.counters
+    assert grown.gauges == parsed.gauges
+    for name, series in parsed.histograms.items():
+        for key, histogram in series.items():
+            other = grown.histograms[name][key]
+            assert other.buckets == histogram.buckets
+            assert math.isclose(other.sum, histogram.sum)
+
+
+def test_scrape_cost_measures_every_page() -> None:
+    """Each page gets parse and derive figures and a share of a core."""
+    costs = scrape_cost.measure(repeat=1)
+    assert len(costs) == 4
+    assert all(cost.parse_ms > 0 and cost.derive_ms > 0 and cost.core_pct > 0 for cost in costs)
+    assert 90 < scrape_cost.closest_to_100kb(costs).kb < 120
+    assert "| v1, 8 engines (synthetic) |" in scrape_cost.table(costs)
+
+
+def _idle(ms: list[float]) -> dict[str, object]:
+    return {"ttfts": [value / 1000 for value in ms], "errors": {}}
+
+
+def _streams(events: int, cpu: float, ms: list[float]) -> dict[str, object]:
+    return {
+        "events": events, "wall": 1.0, "ttfts": [value / 1000 for value in ms], "errors": {},
+        "cpu": {"user": cpu / 2, "system": cpu / 2}, "rss": 50 * report.MB,
+        "peak_rss": 55 * report.MB,
+    }  # fmt: skip
+
+
+def test_rows_subtract_direct_per_round_and_take_medians() -> None:
+    """Added TTFT is target minus direct within a round; rounds are combined by median."""
+    rounds = {
+        "direct": {
+            "idle": [_idle([1.0] * 10), _idle([2.0] * 10), _idle([1.0] * 10)],
+            "loaded": [_streams(1000, 0, [5.0])] * 3,
+            "saturation": [_streams(100_000, 0, [])] * 3,
+        },
+        "nginx": {
+            "idle": [_idle([1.2] * 10), _idle([2.2] * 10), _idle([1.4] * 10)],
+            "loaded": [_streams(1000, 0.02, [5.5])] * 3,
+            "saturation": [_streams(90_000, 0.45, [])] * 3,
+        },
+    }
+    direct, nginx = report.rows(rounds)
+    assert math.isnan(direct.cpu_per_m_saturation)
+    assert math.isclose(nginx.added_idle_p50_ms, 0.2)
+    assert math.isclose(nginx.added_loaded_p50_ms, 0.5)
+    assert math.isclose(nginx.cpu_per_m_saturation, 5.0)
+    assert math.isclose(nginx.cpu_per_m_loaded, 20.0)
+    assert nginx.peak_rss_mb == 55
+    table = report.main_table([direct, nginx], concurrency=64, step_ms=10)
+    assert "| nginx | +0.200 ms |" in table
+    assert "90%" in report.ratio_table([direct, nginx])
+
+
+def test_percentile_is_nearest_rank() -> None:
+    """p50 of 1..100 is 50 and p99 is 99; no values give NaN."""
+    values = [float(v) for v in range(1, 101)]
+    assert report.percentile(values, 50) == 50
+    assert report.percentile(values, 99) == 99
+    assert math.isnan(report.percentile([], 50))
