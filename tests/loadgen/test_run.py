@@ -35,6 +35,7 @@ async def test_request_bound_sends_exactly_that_many(emulator: Emulator) -> None
 async def test_duration_bound_stops_on_time_and_cancels_in_flight(emulator: Emulator) -> None:
     """--duration ends the run on time; unfinished requests are cancelled and aborted upstream."""
     emulator.controls.set_faults(token_latency_ms=5)
+    emulator.controls.set_behaviour(output_tokens_mean=2000.0)  # nobody finishes in 0.6 s
     started = time.monotonic()
     report = await run_load(
         LoadOptions(target=emulator.url, concurrency=4, duration=0.6, max_tokens=500)
