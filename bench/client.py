@@ -12,7 +12,10 @@ Commands:
   spread over the warm-up, so streams do not move in lockstep); after ``warmup`` seconds a
   window of ``window`` seconds counts the events received, the TTFT of requests started inside
   it (they run to their end after the window closes), and the CPU time and memory of the
-  target's processes (and of the upstream, and of this client).
+  target's processes (and of the upstream, and of this client). It also reports the events
+  relayed after the window while the streams in flight finish, and the target's CPU counters
+  at the window's start, so the orchestrator can charge work a target defers (the sampler's
+  queue) to the events that caused it.
 
 TTFT here is what an application sees: from just before the request is sent to the arrival of
 the read holding the first content event (the second event of a chat stream, after the role
@@ -69,7 +72,10 @@ class Window:
     """What the streams count while ``open`` is set."""
 
     open: bool = False
+    draining: bool = False
     events: int = 0
+    after: int = 0
+    """Events relayed after the window closed, while the streams in flight finish."""
     completed: int = 0
     ttfts: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
@@ -108,6 +114,8 @@ async def one_stream(
                 events += count
                 if window.open:
                     window.events += count
+                elif window.draining:
+                    window.after += count
                 if ttft is None and events >= 2:
                     ttft = perf_counter() - started
                 tail = (tail + chunk if len(chunk) < _DONE_LENGTH else chunk)[-_DONE_LENGTH:]
@@ -198,6 +206,7 @@ async def streams(command: dict[str, Any]) -> dict[str, Any]:
         window.open = True
         await asyncio.sleep(float(command["window"]))
         window.open = False
+        window.draining = True
         wall = perf_counter() - started
         cpu = cpu_times(pids) - cpu_before
         upstream_cpu = cpu_times(upstream_pids) - upstream_before
@@ -215,6 +224,8 @@ async def streams(command: dict[str, Any]) -> dict[str, Any]:
         await session.close()
     return {
         "events": window.events,
+        "events_after": window.after,
+        "cpu_start": asdict(cpu_before),
         "completed": window.completed,
         "wall": wall,
         "ttfts": window.ttfts,

@@ -9,6 +9,7 @@ of its processes.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,3 +76,20 @@ def pin(pids: Iterable[int], cpus: set[int]) -> None:
     for pid in pids:
         for task in Path(f"/proc/{pid}/task").iterdir():
             os.sched_setaffinity(int(task.name), cpus)
+
+
+def settle(
+    pids: list[int], *, below: float = 0.03, step: float = 0.25, limit: float = 60.0
+) -> float:
+    """Wait until ``pids`` together use less than ``below`` of a core; the seconds it took.
+
+    Run before every measurement, so work a target defers (a sampler draining its queue) is
+    not charged to the next target. Gives up after ``limit`` seconds.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        before = cpu_times(pids).total
+        time.sleep(step)
+        if (cpu_times(pids).total - before) / step < below:
+            break
+    return time.monotonic() - started

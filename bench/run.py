@@ -37,7 +37,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import report, scrape_cost
-from bench.procstat import memory, pin
+from bench.procstat import CpuTimes, cpu_times, memory, pin, settle
 from bench.targets import DEFAULT_TARGETS, NGINX, Fleet, Settings, Target, admin_metrics
 from bench.targets import directory_bytes as dir_bytes
 
@@ -144,8 +144,10 @@ def run_rounds(
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
         target.name: {"idle": [], "loaded": [], "saturation": []} for target in targets
     }
+    everyone = [pid for target in targets for pid in target.pids] + upstream_pids
     for number in range(plan.rounds):
         _log(f"round {number + 1}/{plan.rounds}: idle TTFT, {plan.idle_requests} per target")
+        settle(everyone)
         idle = client.call(
             {
                 "op": "idle",
@@ -172,6 +174,7 @@ def run_rounds(
                 _log(
                     f"round {number + 1}/{plan.rounds}: {phase}, {streams} streams -> {target.name}"
                 )
+                settle(everyone)
                 result = client.call(
                     {
                         "op": "streams",
@@ -185,8 +188,20 @@ def run_rounds(
                         "upstream_pids": upstream_pids,
                     }
                 )
+                _charge_deferred_work(result, target)
                 results[target.name][phase].append(result)
     return results
+
+
+def _charge_deferred_work(result: dict[str, Any], target: Target) -> None:
+    """CPU from the window's start until the target is quiet again, over every event relayed
+    since the window opened: what the sampler queues during the window is paid for there."""
+    if not target.pids:
+        return
+    settle(target.pids)
+    start = CpuTimes(**result["cpu_start"])
+    result["cpu_total"] = asdict(cpu_times(target.pids) - start)
+    result["events_total"] = result["events"] + result["events_after"]
 
 
 def soak(

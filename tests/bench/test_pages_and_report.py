@@ -90,3 +90,11 @@ def test_percentile_is_nearest_rank() -> None:
     assert report.percentile(values, 50) == 50
     assert report.percentile(values, 99) == 99
     assert math.isnan(report.percentile([], 50))
+
+
+def test_deferred_work_is_charged_when_measured() -> None:
+    """CPU until the target went quiet, over every event since the window opened, wins."""
+    window_only = _streams(1000, 0.01, [])
+    with_tail = {**window_only, "cpu_total": {"user": 0.02, "system": 0.01}, "events_total": 1500}
+    assert math.isclose(report._cpu_per_million(window_only), 10.0)
+    assert math.isclose(report._cpu_per_million(with_tail), 20.0)
