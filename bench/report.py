@@ -302,7 +302,10 @@ def goals(table: Sequence[Row], extra: Mapping[str, Any]) -> list[Goal]:
         )
     outage = by_name.get("sidecar-s3-outage")
     if outage is not None:
-        noise = _spread(side.cpu_per_m_saturation_rounds)
+        # Noise: the larger round-to-round spread (max - min) of the two targets.
+        noise = max(
+            _spread(side.cpu_per_m_saturation_rounds), _spread(outage.cpu_per_m_saturation_rounds)
+        )
         change = outage.cpu_per_m_saturation - side.cpu_per_m_saturation
         out.append(
             Goal(
@@ -311,7 +314,7 @@ def goals(table: Sequence[Row], extra: Mapping[str, Any]) -> list[Goal]:
                 abs(change) <= noise if math.isfinite(noise) else None,
             )
         )
-        noise = _spread(side.added_idle_p50_rounds)
+        noise = max(_spread(side.added_idle_p50_rounds), _spread(outage.added_idle_p50_rounds))
         change = outage.added_idle_p50_ms - side.added_idle_p50_ms
         out.append(
             Goal(
@@ -335,7 +338,7 @@ def goals(table: Sequence[Row], extra: Mapping[str, Any]) -> list[Goal]:
 
 def _spread(values: Sequence[float]) -> float:
     finite = [value for value in values if math.isfinite(value)]
-    return max(finite) - min(finite) if len(finite) > 1 else math.nan
+    return max(finite) - min(finite) if len(finite) > 1 else -math.inf
 
 
 def _le(text: str, value: float, limit: float, unit: str) -> Goal:

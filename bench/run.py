@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -355,6 +356,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="the /metrics page the fake vLLM serves (default: ../shared/vllm/v1-1model.prom)",
     )
     parser.add_argument("--json", type=Path, help="write every raw figure here")
+    parser.add_argument(
+        "--from-json", type=Path, help="print the report of a run saved with --json; run nothing"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     parser.add_argument(
         "--pin",
@@ -385,8 +389,46 @@ def _plan(args: argparse.Namespace) -> Plan:
     return Plan(**{**asdict(plan), **changes})
 
 
+def render(data: dict[str, Any]) -> str:
+    """The Markdown report of one run (what ``--json`` saved is enough to render it again)."""
+    plan = Plan(**data["plan"])
+    extra = data["extra"]
+    table = report.rows(data["raw"])
+    out = ["## Machine\n", *(f"- {key}: {value}" for key, value in data["machine"].items())]
+    out += [
+        f"\n## Relay cost ({plan.rounds} rounds, medians; {plan.tokens}-token streams; "
+        f"saturation = {plan.saturation_streams} streams, tokens as fast as possible)\n",
+        report.main_table(table, concurrency=plan.concurrency, step_ms=plan.step_ms),
+        "\n## Ratios\n",
+        report.ratio_table(table),
+        "\n## Sidecar features during the run\n",
+        feature_table(data["features"]),
+    ]
+    if "soak" in extra:
+        soaked = extra["soak"]
+        out.append(
+            f"\n## Soak\n\n{soaked['seconds']:.0f} s, {soaked['events']:,} events: RSS "
+            f"{soaked['first_mb']:.1f} MB at {soaked['baseline_at_seconds']:.0f} s -> "
+            f"{soaked['last_mb']:.1f} MB at the end ({soaked['growth_pct']:+.1f}%), max "
+            f"{soaked['max_mb']:.1f} MB; each minute: {soaked['per_minute_mb']} MB"
+        )
+    if data["scrape_cost"]:
+        costs = [scrape_cost.from_json(item) for item in data["scrape_cost"]]
+        out += ["\n## Scrape cost (parse + derive per scrape)\n", scrape_cost.table(costs)]
+    out += ["\n## Goals (issue 9)\n", report.goals_table(report.goals(table, extra))]
+    return "\n".join(out)
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through Fleet, which stops every child
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = _arguments(argv)
+    if args.from_json is not None:
+        print(render(json.loads(args.from_json.read_text())))
+        return 0
     plan = _plan(args)
     names = [name.strip() for name in args.targets.split(",") if name.strip()]
     if "direct" not in names:
@@ -419,47 +461,18 @@ def main(argv: list[str] | None = None) -> int:
         judged = scrape_cost.closest_to_100kb(costs)
         extra["scrape_cost"] = {"kb": judged.kb, "core_pct": judged.core_pct}
 
-    table = report.rows(raw)
-    print("## Machine\n")
-    for key, value in host.items():
-        print(f"- {key}: {value}")
-    print(
-        f"\n## Relay cost ({plan.rounds} rounds, medians; {plan.tokens}-token streams; "
-        f"saturation = {plan.saturation_streams} streams, tokens as fast as possible)\n"
-    )
-    print(report.main_table(table, concurrency=plan.concurrency, step_ms=plan.step_ms))
-    print("\n## Ratios\n")
-    print(report.ratio_table(table))
-    print("\n## Sidecar features during the run\n")
-    print(feature_table(counters))
-    if "soak" in extra:
-        soaked = extra["soak"]
-        print(
-            f"\n## Soak\n\n{soaked['seconds']:.0f} s, {soaked['events']:,} events: RSS "
-            f"{soaked['first_mb']:.1f} MB at {soaked['baseline_at_seconds']:.0f} s -> "
-            f"{soaked['last_mb']:.1f} MB at the end ({soaked['growth_pct']:+.1f}%), max "
-            f"{soaked['max_mb']:.1f} MB; each minute: {soaked['per_minute_mb']} MB"
-        )
-    if not args.no_scrape_cost:
-        print("\n## Scrape cost (parse + derive per scrape)\n")
-        print(scrape_cost.table(costs))
-    print("\n## Goals (issue 9)\n")
-    print(report.goals_table(report.goals(table, extra)))
+    data = {
+        "machine": host,
+        "plan": asdict(plan),
+        "raw": raw,
+        "features": counters,
+        "extra": extra,
+        "scrape_cost": None if args.no_scrape_cost else scrape_cost.as_json(costs),
+    }
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": host,
-                    "plan": asdict(plan),
-                    "rows": [asdict(row) for row in table],
-                    "raw": raw,
-                    "features": counters,
-                    "extra": extra,
-                    "scrape_cost": None if args.no_scrape_cost else scrape_cost.as_json(costs),
-                },
-                indent=1,
-            )
-        )
+        rows = [asdict(row) for row in report.rows(raw)]
+        args.json.write_text(json.dumps({**data, "rows": rows}, indent=1))
+    print(render(data))
     if not args.keep:
         import shutil
 

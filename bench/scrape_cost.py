@@ -196,6 +196,11 @@ def as_json(costs: list[PageCost]) -> list[dict[str, Any]]:
     ]
 
 
+def from_json(item: dict[str, Any]) -> PageCost:
+    """A :class:`PageCost` back from :func:`as_json`."""
+    return PageCost(**{name: item[name] for name in PageCost.__dataclass_fields__})
+
+
 def closest_to_100kb(costs: list[PageCost]) -> PageCost:
     """The page the issue's "< 1% of a core for a 100 KB page" goal is judged on."""
     return min(costs, key=lambda cost: abs(cost.kb - 100.0))
