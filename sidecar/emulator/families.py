@@ -110,6 +110,18 @@ WAITING = Family(
 KV = Family(
     "vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", "kv_usage"
 )
+PREFIX_QUERIES = Family(
+    "vllm:prefix_cache_queries_total",
+    "counter",
+    "Prefix cache queries, in terms of number of queried tokens.",
+    "prefix_queries",
+)
+PREFIX_HITS = Family(
+    "vllm:prefix_cache_hits_total",
+    "counter",
+    "Prefix cache hits, in terms of number of cached tokens.",
+    "prefix_hits",
+)
 PREEMPTIONS = Family(
     "vllm:num_preemptions_total",
     "counter",
@@ -234,16 +246,8 @@ CURRENT: tuple[Family, ...] = (
         "sleep_state",
     ),
     KV,
-    counter(
-        "vllm:prefix_cache_queries_total",
-        "Prefix cache queries, in terms of number of queried tokens.",
-        "prefix_queries",
-    ),
-    counter(
-        "vllm:prefix_cache_hits_total",
-        "Prefix cache hits, in terms of number of cached tokens.",
-        "prefix_hits",
-    ),
+    PREFIX_QUERIES,
+    PREFIX_HITS,
     counter(
         "vllm:external_prefix_cache_queries_total",
         "External prefix cache queries from KV connector cross-instance cache sharing, in terms"
