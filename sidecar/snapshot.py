@@ -10,8 +10,10 @@ engine (``None`` on vLLM builds without the ``engine`` label) and any extra labe
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from array import array
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 Labels = tuple[tuple[str, str], ...]
 """Extra labels besides ``model_name`` and ``engine``, sorted by name."""
@@ -33,22 +35,102 @@ class SeriesKey:
         return None
 
 
-@dataclass(frozen=True, slots=True)
 class Histogram:
     """A cumulative histogram as scraped: ``buckets`` are ``(le, cumulative_count)``, ascending.
 
     The last bucket is always ``+Inf`` and equals ``count``. Bucket edges are read from each
     scrape, never assumed, because vLLM lets operators override them.
+
+    Stored as columns because the scrape history keeps hundreds of these per model and engine:
+    ``edges`` is one tuple shared by every histogram with the same edges, ``counts`` a packed
+    ``array('d')``. That is ~0.2 KB instead of ~2.3 KB per 20-bucket histogram, so 15 minutes
+    of an 8-engine page fit in a few MB. Immutable by convention (never mutate ``counts``).
     """
 
-    buckets: tuple[tuple[float, float], ...]
+    __slots__ = ("count", "counts", "edges", "sum")
+
+    edges: tuple[float, ...]
+    counts: array[float]
     count: float
     sum: float
 
-    def __post_init__(self) -> None:
-        if not self.buckets or not math.isinf(self.buckets[-1][0]):
+    def __init__(
+        self,
+        buckets: Iterable[tuple[float, float]],
+        count: float,
+        sum: float,
+    ) -> None:
+        pairs = tuple(buckets)
+        self._set(tuple(edge for edge, _ in pairs), array("d", [c for _, c in pairs]), count, sum)
+
+    @classmethod
+    def from_columns(
+        cls,
+        edges: tuple[float, ...],
+        counts: Iterable[float],
+        count: float,
+        sum: float,
+    ) -> Histogram:
+        """Build from edges and cumulative counts (the fast path of parsing and arithmetic)."""
+        histogram = cls.__new__(cls)
+        histogram._set(edges, array("d", counts), count, sum)
+        return histogram
+
+    def _set(
+        self, edges: tuple[float, ...], counts: array[float], count: float, total: float
+    ) -> None:
+        if not edges or not math.isinf(edges[-1]):
             msg = "a histogram needs a +Inf bucket"
             raise ValueError(msg)
+        if len(counts) != len(edges):
+            msg = "a histogram needs one count per bucket edge"
+            raise ValueError(msg)
+        object.__setattr__(self, "edges", shared_edges(edges))
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "count", count)
+        object.__setattr__(self, "sum", total)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Histogram is immutable (tried to set {name})")
+
+    @property
+    def buckets(self) -> tuple[tuple[float, float], ...]:
+        """``(le, cumulative_count)`` pairs, ascending (built on each access)."""
+        return tuple(zip(self.edges, self.counts, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Histogram):
+            return NotImplemented
+        return (
+            self.edges == other.edges
+            and self.counts == other.counts
+            and self.count == other.count
+            and self.sum == other.sum
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.edges, tuple(self.counts), self.count, self.sum))
+
+    def __repr__(self) -> str:
+        return f"Histogram(buckets={self.buckets!r}, count={self.count!r}, sum={self.sum!r})"
+
+
+@lru_cache(maxsize=1024)
+def shared_edges(edges: tuple[float, ...]) -> tuple[float, ...]:
+    """One tuple object per distinct set of bucket edges (they are fixed for a vLLM process)."""
+    return edges
+
+
+@lru_cache(maxsize=4096)
+def shared_key(model_name: str, engine: str | None, extra: Labels) -> SeriesKey:
+    """One :class:`SeriesKey` per distinct series, so each scrape in the history reuses it."""
+    return SeriesKey(model_name, engine, extra)
+
+
+@lru_cache(maxsize=64)
+def shared_names(names: frozenset[str]) -> frozenset[str]:
+    """One set object per distinct set of exposed family names."""
+    return names
 
 
 @dataclass(frozen=True, slots=True)

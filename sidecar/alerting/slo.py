@@ -112,7 +112,7 @@ def check_edges(config: RuleConfig) -> None:
 
 
 def _good(histogram: Histogram, edge: float) -> float | None:
-    for le, count in histogram.buckets:
+    for le, count in zip(histogram.edges, histogram.counts, strict=True):
         if abs(le - edge) <= 1e-9 * max(edge, 1e-9):
             return count
     return None

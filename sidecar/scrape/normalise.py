@@ -39,7 +39,7 @@ from sidecar.scrape.catalogue import (
     exposed_preference,
 )
 from sidecar.scrape.errors import ExpositionError
-from sidecar.snapshot import Histogram, SeriesKey, Snapshot
+from sidecar.snapshot import Histogram, SeriesKey, Snapshot, shared_key, shared_names
 
 VLLM_PREFIX = "vllm:"
 INFO_LABELS = ("num_gpu_blocks", "block_size")
@@ -150,7 +150,7 @@ def _present(by_name: Mapping[str, _Family]) -> frozenset[str]:
         if base != name and base in by_name and by_name[base].type in _HAS_CREATED:
             continue
         names.add(name + "_info" if family.type == "info" else name)
-    return frozenset(names)
+    return shared_names(frozenset(names))
 
 
 def _series_key(metric: CanonicalMetric, labels: Mapping[str, str]) -> SeriesKey | None:
@@ -158,7 +158,7 @@ def _series_key(metric: CanonicalMetric, labels: Mapping[str, str]) -> SeriesKey
     if model is None:
         return None
     extra = tuple(sorted((name, labels[name]) for name in metric.extra_labels if name in labels))
-    return SeriesKey(model, labels.get("engine") or None, extra)
+    return shared_key(model, labels.get("engine") or None, extra)
 
 
 def _label_items(labels: Mapping[str, str], *, without: str = "") -> _LabelItems:
@@ -268,11 +268,12 @@ def _bucket_edge(family: str, sample: Sample) -> float:
 
 def _finish_histogram(family: str, labels: Mapping[str, str], parts: _HistogramParts) -> Histogram:
     where = _describe(family, labels)
-    buckets = tuple(sorted(parts.buckets.items()))
-    if not buckets or not math.isinf(buckets[-1][0]) or buckets[-1][0] < 0:
+    edges = tuple(sorted(parts.buckets))
+    if not edges or not math.isinf(edges[-1]) or edges[-1] < 0:
         raise ExpositionError("inconsistent", f"histogram {where} has no +Inf bucket")
+    counts = [parts.buckets[edge] for edge in edges]
     previous = 0.0
-    for edge, cumulative in buckets:
+    for edge, cumulative in zip(edges, counts, strict=True):
         if math.isnan(cumulative) or cumulative < 0:
             msg = f"histogram {where} bucket le={edge} holds {cumulative}"
             raise ExpositionError("inconsistent", msg)
@@ -280,26 +281,25 @@ def _finish_histogram(family: str, labels: Mapping[str, str], parts: _HistogramP
             msg = f"histogram {where} buckets decrease at le={edge} ({previous} -> {cumulative})"
             raise ExpositionError("inconsistent", msg)
         previous = cumulative
-    total = buckets[-1][1]
+    total = counts[-1]
     count = total if parts.count is None else parts.count
     if math.isnan(count) or not math.isclose(count, total, rel_tol=1e-9):
         msg = f"histogram {where} _count {count} differs from its +Inf bucket {total}"
         raise ExpositionError("inconsistent", msg)
     if parts.sum is None or math.isnan(parts.sum):
         raise ExpositionError("inconsistent", f"histogram {where} has no usable _sum")
-    return Histogram(buckets=buckets, count=count, sum=parts.sum)
+    return Histogram.from_columns(edges, counts, count=count, sum=parts.sum)
 
 
 def _merge(family: str, labels: Mapping[str, str], left: Histogram, right: Histogram) -> Histogram:
     """Sum two series that collapse onto one key; only exact when their bucket edges agree."""
-    edges = [edge for edge, _ in left.buckets]
-    if edges != [edge for edge, _ in right.buckets]:
+    if left.edges != right.edges:
         msg = f"series of {family} collapse onto one key but have different buckets near {labels}"
         raise ExpositionError("inconsistent", msg)
-    buckets = tuple(
-        (edge, a + b) for (edge, a), (_, b) in zip(left.buckets, right.buckets, strict=True)
+    counts = [a + b for a, b in zip(left.counts, right.counts, strict=True)]
+    return Histogram.from_columns(
+        left.edges, counts, count=left.count + right.count, sum=left.sum + right.sum
     )
-    return Histogram(buckets=buckets, count=left.count + right.count, sum=left.sum + right.sum)
 
 
 def _start_time(by_name: Mapping[str, _Family]) -> float | None:

@@ -151,10 +151,6 @@ def counter_increase(old: float | None, new: float) -> float:
     return new - old
 
 
-def _edges(histogram: Histogram) -> tuple[float, ...]:
-    return tuple(le for le, _ in histogram.buckets)
-
-
 def histogram_increase(old: Histogram | None, new: Histogram) -> Histogram:
     """Per-bucket increase from ``old`` to ``new``; a reset yields ``new`` itself.
 
@@ -166,17 +162,19 @@ def histogram_increase(old: Histogram | None, new: Histogram) -> Histogram:
     a valid cumulative histogram; Prometheus' classic per-series detection can differ from this
     only inside a window that spans a restart.
     """
-    if old is None or new.count < old.count or len(old.buckets) != len(new.buckets):
+    if old is None or new.count < old.count or old.edges != new.edges:
         return new
-    deltas: list[tuple[float, float]] = []
+    deltas: list[float] = []
     previous_delta = 0.0
-    for (old_le, old_count), (new_le, new_count) in zip(old.buckets, new.buckets, strict=True):
+    for old_count, new_count in zip(old.counts, new.counts, strict=True):
         delta = new_count - old_count
-        if old_le != new_le or delta < previous_delta:
+        if delta < previous_delta:
             return new
-        deltas.append((new_le, delta))
+        deltas.append(delta)
         previous_delta = delta
-    return Histogram(buckets=tuple(deltas), count=new.count - old.count, sum=new.sum - old.sum)
+    return Histogram.from_columns(
+        new.edges, deltas, count=new.count - old.count, sum=new.sum - old.sum
+    )
 
 
 def merge_histograms(histograms: Sequence[Histogram]) -> Histogram | None:
@@ -193,25 +191,25 @@ def merge_histograms(histograms: Sequence[Histogram]) -> Histogram | None:
     first = histograms[0]
     if len(histograms) == 1:
         return first
-    edges = _edges(first)
-    if all(_edges(other) == edges for other in histograms[1:]):
+    edges = first.edges
+    if all(other.edges == edges for other in histograms[1:]):
         counts = [0.0] * len(edges)
         for histogram in histograms:
-            for index, (_, count) in enumerate(histogram.buckets):
+            for index, count in enumerate(histogram.counts):
                 counts[index] += count
-        merged = tuple(zip(edges, counts, strict=True))
+        merged_edges, merged_counts = edges, counts
     else:
-        shared = set(edges).intersection(*(_edges(other) for other in histograms[1:]))
+        shared = set(edges).intersection(*(other.edges for other in histograms[1:]))
         totals = dict.fromkeys(sorted(shared), 0.0)
         for histogram in histograms:
-            for le, count in histogram.buckets:
+            for le, count in zip(histogram.edges, histogram.counts, strict=True):
                 if le in totals:
                     totals[le] += count
-        merged = tuple(totals.items())
+        merged_edges, merged_counts = tuple(totals), list(totals.values())
     # Plain left-to-right sums (not fsum) so ``count`` rounds exactly like the +Inf bucket.
     total_count = 0.0
     total_sum = 0.0
     for histogram in histograms:
         total_count += histogram.count
         total_sum += histogram.sum
-    return Histogram(buckets=merged, count=total_count, sum=total_sum)
+    return Histogram.from_columns(merged_edges, merged_counts, count=total_count, sum=total_sum)
