@@ -96,10 +96,22 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    _without_rich()
     from sidecar import app, logs
 
     logs.configure(settings.log_level, settings.log_format)
     return app.run(settings)
+
+
+def _without_rich() -> None:
+    """Keep rich out of the long-lived ``run`` process (~3 MB of RSS).
+
+    structlog imports rich eagerly whenever it is installed, only for pretty console
+    tracebacks; rich is here for ``top``. Marking it unimportable before structlog's first import
+    makes structlog fall back to plain tracebacks.
+    """
+    if "structlog" not in sys.modules:
+        sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

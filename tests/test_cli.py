@@ -30,11 +30,13 @@ def test_run_does_not_import_the_tools_it_does_not_use() -> None:
     probe = (
         "import sys\n"
         "from sidecar.cli import build_parser\n"
+        "from sidecar import cli\n"
         "build_parser('run').parse_args(['run', '--upstream', 'http://127.0.0.1:1'])\n"
-        "import sidecar.app\n"
+        "cli._without_rich()\n"
+        "import sidecar.app, sidecar.logs\n"
         "heavy = ['numpy', 'duckdb', 'matplotlib', 'scipy', 'boto3', 'sidecar.emulator',\n"
-        "         'sidecar.loadgen', 'sidecar.samples', 'sidecar.demo', 'sidecar.top']\n"
-        "print(','.join(name for name in heavy if name in sys.modules))\n"
+        "         'sidecar.loadgen', 'sidecar.samples', 'sidecar.demo', 'sidecar.top', 'rich']\n"
+        "print(','.join(name for name in heavy if sys.modules.get(name) is not None))\n"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
