@@ -91,13 +91,13 @@ class _Builder:
 
     def __init__(self) -> None:
         self.result = Assembled()
-        self._by_index: dict[int, AssembledChoice] = {}
+        self.by_index: dict[int, AssembledChoice] = {}
         self._tools: dict[tuple[int, int], dict[str, Any]] = {}
 
     def choice(self, index: int) -> AssembledChoice:
-        if index not in self._by_index:
-            self._by_index[index] = AssembledChoice(index=index)
-        return self._by_index[index]
+        if index not in self.by_index:
+            self.by_index[index] = AssembledChoice(index=index)
+        return self.by_index[index]
 
     def add_tool_delta(self, choice: AssembledChoice, delta: dict[str, Any]) -> None:
         position = delta.get("index")
@@ -156,7 +156,7 @@ class _Builder:
         return known
 
     def finish(self) -> Assembled:
-        self.result.choices = [self._by_index[index] for index in sorted(self._by_index)]
+        self.result.choices = [self.by_index[index] for index in sorted(self.by_index)]
         for choice in self.result.choices:
             choice.text, cut_text = _cut(choice.text)
             choice.reasoning, cut_reasoning = _cut(choice.reasoning)
@@ -207,11 +207,188 @@ def sse_events(text: str) -> list[str]:
     return events
 
 
+def data_payloads(text: str) -> list[str] | None:
+    """:func:`sse_events` for the framing vLLM uses (every event one ``data: `` line, ``\\n``
+    line ends), found with a few whole-text scans; None when ``text`` is framed any other way."""
+    if "\r" in text or not text.startswith("data: ") or not text.endswith("\n\n"):
+        return None
+    blocks = text[:-2].split("\n\n")
+    # No other line breaks, and every block after a separator starts with "data: ".
+    if text.count("\n") != 2 * len(blocks) or text.count("\n\ndata: ") != len(blocks) - 1:
+        return None
+    return [block[6:] for block in blocks]
+
+
+_VALUE_KEYS = (
+    'content":"',
+    '"text":"',
+    '"reasoning":"',
+    'content": "',
+    '"text": "',
+    '"reasoning": "',
+)
+"""Where the text of a delta starts, compact (vLLM) or spaced (Python's ``json.dumps``);
+``content`` also finds ``reasoning_content``."""
+_SENTINEL = "\ue000sidecar-sentinel\ue001"
+_SENTINEL_JSON = json.dumps(_SENTINEL)
+_NOT_SIMPLE = (-1, False)
+
+
+def _value_span(payload: str) -> tuple[int, int] | None:
+    """(start, end) of the first string literal under a ``_VALUE_KEYS`` key, quotes included.
+
+    The quote after the key name is unescaped (a letter precedes it), so in valid JSON it ends a
+    key and the literal after ``:`` is a string value, closed by the next unescaped quote.
+    """
+    for key in _VALUE_KEYS:
+        at = payload.find(key)
+        if at >= 0:
+            break
+    else:
+        return None
+    start = at + len(key) - 1
+    end = payload.find('"', start + 1)
+    while end > 0:
+        inner = payload[start + 1 : end]
+        if (len(inner) - len(inner.rstrip("\\"))) % 2 == 0:  # the quote is not escaped
+            return start, end + 1
+        end = payload.find('"', end + 1)
+    return None
+
+
+def _simple_effect(head: str, tail: str) -> tuple[int, bool]:
+    """What an event ``head + <string> + tail`` does to the answer, when that is only to append
+    the string to one choice's text (False) or reasoning (True): (choice index, reasoning).
+
+    Found by assembling the event once with a sentinel string; ``_NOT_SIMPLE`` when the event
+    does anything else (a finish reason, usage, an error, tool calls, no known shape).
+    """
+    template = parse_json_body(head + _SENTINEL_JSON + tail)
+    probe = _Builder()
+    if not isinstance(template, dict) or not probe.add_object(template, streamed=True):
+        return _NOT_SIMPLE
+    result = probe.result
+    if result.error is not None or result.usage is not None or len(probe.by_index) != 1:
+        return _NOT_SIMPLE
+    (choice,) = probe.by_index.values()
+    if choice.tool_calls or choice.finish_reason is not None:
+        return _NOT_SIMPLE
+    if choice.text == _SENTINEL and not choice.reasoning:
+        return choice.index, False
+    if choice.reasoning == _SENTINEL and not choice.text:
+        return choice.index, True
+    return _NOT_SIMPLE
+
+
+class _Uneven(Exception):
+    """A string literal that looked whole is not valid JSON: assemble the slow way instead."""
+
+
+class _Runs:
+    """:func:`assemble_stream`'s result, without parsing every event as a whole.
+
+    Most events of a stream are the same JSON but for the text they add (same id, created,
+    model, index, null finish reason). Each event is split into its text literal and the rest
+    (its skeleton); the second time a skeleton is seen, one probe with a sentinel text tells
+    whether such events only append their text to one choice. From then on those events are
+    recognised by prefix and suffix and their literals queued, to be decoded together by one
+    ``json.loads`` when the run ends; any other event is parsed and folded in as usual, in
+    order. :meth:`assemble` raises :class:`_Uneven` when a queued literal is not valid JSON.
+    """
+
+    def __init__(self) -> None:
+        self.builder = _Builder()
+        self.builder.result.stream_complete = False
+        self.effects: dict[tuple[str, str], tuple[int, bool]] = {}
+        self.seen: set[tuple[str, str]] = set()
+        self.pending: list[str] = []
+        self.skeleton = ("\x00", "\x00")
+        self.target = _NOT_SIMPLE
+
+    def assemble(self, payloads: list[str]) -> Assembled:
+        result = self.builder.result
+        pending = self.pending
+        for payload in payloads:
+            head, tail = self.skeleton
+            if payload.startswith(head) and payload.endswith(tail):
+                literal = payload[len(head) : len(payload) - len(tail)]
+                inner = literal[1:-1]
+                if (
+                    len(literal) >= 2
+                    and literal[0] == literal[-1] == '"'
+                    and '"' not in inner
+                    and not inner.endswith("\\")
+                ):
+                    result.events += 1
+                    pending.append(literal)
+                    continue
+            if payload.strip() == "[DONE]":
+                result.stream_complete = True
+                continue
+            result.events += 1
+            if not self.queue(payload):
+                self.flush()
+                event = parse_json_body(payload)
+                if not isinstance(event, dict) or not self.builder.add_object(event, streamed=True):
+                    result.malformed_events += 1
+        self.flush()
+        return self.builder.finish()
+
+    def queue(self, payload: str) -> bool:
+        """Queue the event's literal if its skeleton is known to only append text."""
+        span = _value_span(payload)
+        if span is None:
+            return False
+        skeleton = (payload[: span[0]], payload[span[1] :])
+        effect = self.effects.get(skeleton)
+        if effect is None:
+            if skeleton not in self.seen:
+                self.seen.add(skeleton)
+                return False
+            effect = self.effects[skeleton] = _simple_effect(*skeleton)
+        if effect is _NOT_SIMPLE:
+            return False
+        if skeleton != self.skeleton or effect != self.target:
+            self.flush()
+            self.skeleton, self.target = skeleton, effect
+        self.pending.append(payload[span[0] : span[1]])
+        return True
+
+    def flush(self) -> None:
+        """Decode the queued literals at once and append them to their choice."""
+        if not self.pending:
+            return
+        try:
+            texts = json.loads("[" + ",".join(self.pending) + "]")
+        except (ValueError, RecursionError) as exc:
+            raise _Uneven from exc
+        if len(texts) != len(self.pending):
+            raise _Uneven
+        index, reasoning = self.target
+        choice = self.builder.choice(index)
+        if reasoning:
+            choice.reasoning += "".join(texts)
+        else:
+            choice.text += "".join(texts)
+        self.pending.clear()
+
+
 def assemble_stream(text: str) -> Assembled:
     """Assemble an SSE body: concatenate deltas per choice, keep the last usage and any error."""
+    payloads = data_payloads(text)
+    if payloads is not None:
+        try:
+            return _Runs().assemble(payloads)
+        except _Uneven:
+            pass
+    return _assemble_events(sse_events(text))
+
+
+def _assemble_events(payloads: list[str]) -> Assembled:
+    """:func:`assemble_stream` the plain way: every event parsed and folded in on its own."""
     builder = _Builder()
     builder.result.stream_complete = False
-    for payload in sse_events(text):
+    for payload in payloads:
         if payload.strip() == "[DONE]":
             builder.result.stream_complete = True
             continue

@@ -30,7 +30,7 @@ from sidecar.sampling.decision import SampleDecider, SampleReason
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.framing import SpoolEntry
 from sidecar.sampling.layout import slug
-from sidecar.sampling.record import build_record
+from sidecar.sampling.record import build_payload
 from sidecar.sampling.redact import RedactionError, Redactor
 from sidecar.sampling.sinks import sink_from_settings
 from sidecar.sampling.spool import Appended, Spool
@@ -264,7 +264,7 @@ class SamplingPipeline:
     def _spool_one(self, item: _Work) -> Appended:
         counts: Counter[str] = Counter()
         try:
-            record = build_record(
+            model_name, payload = build_payload(
                 item.exchange,
                 reason=item.reason,
                 rate=item.rate,
@@ -275,7 +275,6 @@ class SamplingPipeline:
                 vllm_version=self._upstream_version,
                 counts=counts,
             )
-            payload = record.model_dump_json().encode("utf-8")
         except RedactionError as exc:
             metrics.dropped("redaction_failed")
             log.warning(
@@ -293,7 +292,7 @@ class SamplingPipeline:
             return Appended.DROPPED
         for kind, count in counts.items():
             metrics.REDACTIONS.labels(kind=kind).inc(count)
-        entry = SpoolEntry(int(item.exchange.started_at * 1000), slug(record.model_name), payload)
+        entry = SpoolEntry(int(item.exchange.started_at * 1000), slug(model_name), payload)
         try:
             return self._spool.append(entry)
         except Exception:  # append() counts I/O errors itself; this is for the unexpected

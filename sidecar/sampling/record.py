@@ -9,7 +9,10 @@ Building a record redacts everything client- or model-controlled; any failure th
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -170,6 +173,85 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+@dataclass(slots=True)
+class _Cleaned:
+    """Everything a record holds, assembled and redacted, before it takes the schema's shape."""
+
+    fields: dict[str, Any]
+    """The top-level columns in schema order, ``started_at`` as a datetime, ``response`` as the
+    redacted plain-data tree."""
+    model_name: str | None
+
+
+def _prepare(
+    exchange: Exchange,
+    *,
+    reason: SampleReason,
+    rate: float,
+    redactor: Redactor,
+    deployment: str,
+    pod: str,
+    sidecar_version: str,
+    vllm_version: str | None,
+    counts: Counter[str] | None,
+) -> _Cleaned:
+    request, request_cut = request_tree(exchange.request_body)
+    assembled = assemble(exchange.response_chunks, streamed=exchange.streamed)
+    spans: Counter[str] = counts if counts is not None else Counter()
+    try:
+        # clean() post-checks every string it returns, so the tree needs no second scan.
+        clean_request = redactor.clean(request, spans)
+        clean_response = redactor.clean(response_tree(assembled), spans)
+        request_id = redactor.clean_text(exchange.request_id, spans)
+        model_name = redactor.clean_text(exchange.model, spans) if exchange.model else None
+    except RedactionError:
+        raise
+    except Exception as exc:  # any failure inside the redactor means "not proven clean"
+        raise RedactionError(f"redactor failed: {type(exc).__name__}") from exc
+    usage = assembled.usage or {}
+    error = clean_response["error"]
+    fields = {
+        "schema_version": SCHEMA_VERSION,
+        "request_id": request_id,
+        "model_name": model_name,
+        "endpoint": exchange.path,
+        "method": exchange.method,
+        "stream": exchange.streamed,
+        "status": exchange.status,
+        "error": exchange.error,
+        "error_type": error.get("type") if isinstance(error, dict) else None,
+        "finish_reason": assembled.finish_reason or exchange.finish_reason,
+        "prompt_tokens": _int(usage.get("prompt_tokens")),
+        "completion_tokens": _int(usage.get("completion_tokens")),
+        "total_tokens": _int(usage.get("total_tokens")),
+        "output_chars": assembled.output_chars,
+        "n_choices": len(assembled.choices),
+        "started_at": datetime.fromtimestamp(exchange.started_at, tz=UTC),
+        "started_at_unix": exchange.started_at,
+        "ttft_seconds": exchange.ttft_seconds,
+        "e2e_seconds": exchange.e2e_seconds,
+        "sample_rate": rate,
+        "sample_reason": reason,
+        "deployment": deployment,
+        "pod": pod,
+        "sidecar_version": sidecar_version,
+        "vllm_version": vllm_version,
+        "key_name": exchange.key_name,
+        "redactions": sum(spans.values()),
+        "truncated": request_cut or assembled.truncated,
+        "request": clean_request,
+        "response": clean_response,
+    }
+    return _Cleaned(fields, model_name)
+
+
+def _validated(cleaned: _Cleaned) -> SampleRecord:
+    fields = dict(cleaned.fields)
+    del fields["schema_version"]
+    fields["response"] = ResponseRecord.model_validate(fields["response"])
+    return SampleRecord(**fields)
+
+
 def build_record(
     exchange: Exchange,
     *,
@@ -183,49 +265,89 @@ def build_record(
     counts: Counter[str] | None = None,
 ) -> SampleRecord:
     """Assemble, redact and validate one record; raises RedactionError when it is not clean."""
-    request, request_cut = request_tree(exchange.request_body)
-    assembled = assemble(exchange.response_chunks, streamed=exchange.streamed)
-    spans: Counter[str] = counts if counts is not None else Counter()
+    return _validated(
+        _prepare(
+            exchange,
+            reason=reason,
+            rate=rate,
+            redactor=redactor,
+            deployment=deployment,
+            pod=pod,
+            sidecar_version=sidecar_version,
+            vllm_version=vllm_version,
+            counts=counts,
+        )
+    )
+
+
+FLOAT_FIELDS = ("started_at_unix", "ttft_seconds", "e2e_seconds", "sample_rate")
+RESPONSE_KEYS = (
+    *ResponseRecord.model_fields,
+    *ChoiceRecord.model_fields,
+    *ToolCallRecord.model_fields,
+    *ErrorRecord.model_fields,
+)
+_EXPONENT_NUMBER = re.compile(rb"[:,\[]-?\d+(?:\.\d+)?e[-+]\d+[,\]}]")
+"""A float Python prints with an exponent (``1e-05``); pydantic prints some differently."""
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _plain_json(cleaned: _Cleaned, redactor: Redactor) -> bytes | None:
+    """The record as :meth:`SampleRecord.model_dump_json` would print it, without pydantic.
+
+    None when the record is one this shortcut does not cover exactly (an exponent float, NaN,
+    a surrogate, a response key a user pattern redacts, a redacted choice index): the caller
+    then takes the pydantic path.
+    """
+    fields = cleaned.fields
+    if not all(redactor.find(key) is None for key in RESPONSE_KEYS):
+        return None
+    response = fields["response"]
+    if not all(type(choice["index"]) is int for choice in response["choices"]):
+        return None
+    started: datetime = fields["started_at"]
+    stamp = started.isoformat()
+    if not (stamp.endswith("+00:00") and started.year >= 1000):
+        return None
+    plain = dict(fields)
+    plain["started_at"] = stamp[:-6] + "Z"
+    for name in FLOAT_FIELDS:
+        if plain[name] is not None:
+            plain[name] = float(plain[name])
     try:
-        clean_request = redactor.clean(request, spans)
-        clean_response = redactor.clean(response_tree(assembled), spans)
-        request_id = redactor.clean_text(exchange.request_id, spans)
-        model_name = redactor.clean_text(exchange.model, spans) if exchange.model else None
-        redactor.check([clean_request, clean_response, request_id, model_name])
-    except RedactionError:
-        raise
-    except Exception as exc:  # any failure inside the redactor means "not proven clean"
-        raise RedactionError(f"redactor failed: {type(exc).__name__}") from exc
-    usage = assembled.usage or {}
-    error = clean_response["error"]
-    return SampleRecord(
-        request_id=request_id,
-        model_name=model_name,
-        endpoint=exchange.path,
-        method=exchange.method,
-        stream=exchange.streamed,
-        status=exchange.status,
-        error=exchange.error,
-        error_type=error.get("type") if isinstance(error, dict) else None,
-        finish_reason=assembled.finish_reason or exchange.finish_reason,
-        prompt_tokens=_int(usage.get("prompt_tokens")),
-        completion_tokens=_int(usage.get("completion_tokens")),
-        total_tokens=_int(usage.get("total_tokens")),
-        output_chars=assembled.output_chars,
-        n_choices=len(assembled.choices),
-        started_at=datetime.fromtimestamp(exchange.started_at, tz=UTC),
-        started_at_unix=exchange.started_at,
-        ttft_seconds=exchange.ttft_seconds,
-        e2e_seconds=exchange.e2e_seconds,
-        sample_rate=rate,
-        sample_reason=reason,
+        payload = _ENCODE(plain).encode("utf-8")
+    except (ValueError, UnicodeError):
+        return None
+    return None if _EXPONENT_NUMBER.search(payload) else payload
+
+
+def build_payload(
+    exchange: Exchange,
+    *,
+    reason: SampleReason,
+    rate: float,
+    redactor: Redactor,
+    deployment: str,
+    pod: str,
+    sidecar_version: str,
+    vllm_version: str | None,
+    counts: Counter[str] | None = None,
+) -> tuple[str | None, bytes]:
+    """The record's model name and JSON line, byte for byte what :func:`build_record` would
+    give through ``model_dump_json``, but with plain ``json`` (pydantic validation and
+    serialisation cost more than the rest of a record). Raises RedactionError like it."""
+    cleaned = _prepare(
+        exchange,
+        reason=reason,
+        rate=rate,
+        redactor=redactor,
         deployment=deployment,
         pod=pod,
         sidecar_version=sidecar_version,
         vllm_version=vllm_version,
-        key_name=exchange.key_name,
-        redactions=sum(spans.values()),
-        truncated=request_cut or assembled.truncated,
-        request=clean_request,
-        response=ResponseRecord.model_validate(clean_response),
+        counts=counts,
     )
+    payload = _plain_json(cleaned, redactor)
+    if payload is None:
+        payload = _validated(cleaned).model_dump_json().encode("utf-8")
+    return cleaned.model_name, payload

@@ -61,10 +61,52 @@ OVERLAP = 1024
 """Windows overlap by more than the longest bounded match (an e-mail address is at most ~700)."""
 
 
+CLEAN_CACHE_MAX_CHARS = 256
+"""Strings up to this long that were proven clean are remembered (JSON keys, roles, ids ...)."""
+CLEAN_CACHE_SIZE = 8192
+
+
+class _Text:
+    """A text with what the patterns' pre-filters look at, each computed at most once."""
+
+    __slots__ = ("_lower", "ascii", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.ascii = text.isascii()
+        self._lower: str | None = None
+
+    @property
+    def lower(self) -> str:
+        if self._lower is None:
+            self._lower = self.text.lower()
+        return self._lower
+
+
+def _may_match(pattern: Pattern, text: _Text) -> bool:
+    """False when the pattern's pre-filters prove it cannot match (then its regex is skipped)."""
+    if pattern.hint is not None and pattern.hint not in text.text:
+        return False
+    if not pattern.needs:
+        return True
+    if pattern.needs_in == "text":
+        haystack = text.text
+    elif not text.ascii:
+        return True
+    else:
+        haystack = text.lower if pattern.needs_in == "ascii_lower" else text.text
+    return any(needle in haystack for needle in pattern.needs)
+
+
 def _spans(pattern: Pattern, text: str) -> Iterable[tuple[int, int]]:
     """Accepted (start, end) spans of one pattern, left to right, non-overlapping."""
-    if pattern.hint is not None and pattern.hint not in text:
+    if not _may_match(pattern, _Text(text)):
         return
+    yield from _regex_spans(pattern, text)
+
+
+def _regex_spans(pattern: Pattern, text: str) -> Iterable[tuple[int, int]]:
+    """:func:`_spans` without the pre-filters."""
     position = 0
     length = len(text)
     while position <= length:
@@ -100,6 +142,8 @@ class Redactor:
 
     def __init__(self, patterns: Sequence[Pattern] = BUILTIN_PATTERNS) -> None:
         self._patterns = tuple(patterns)
+        self._clean: set[str] = set()
+        """Short strings proven clean: most keys and small values repeat in every record."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Redactor:
@@ -108,10 +152,18 @@ class Redactor:
 
     def redact_text(self, text: str, counts: Counter[str] | None = None) -> str:
         """One pass of every pattern over ``text``; ``counts`` collects replacements by kind."""
+        return self._redact(text, counts)[0]
+
+    def _redact(self, text: str, counts: Counter[str] | None) -> tuple[str, bool]:
+        """:meth:`redact_text`, and whether anything was replaced."""
+        view = _Text(text)
+        replaced = False
         for pattern in self._patterns:
+            if not _may_match(pattern, view):
+                continue
             pieces: list[str] = []
             cursor = 0
-            for start, end in _spans(pattern, text):
+            for start, end in _regex_spans(pattern, text):
                 pieces.append(text[cursor:start])
                 pieces.append(token(pattern.kind))
                 cursor = end
@@ -120,26 +172,48 @@ class Redactor:
             if pieces:
                 pieces.append(text[cursor:])
                 text = "".join(pieces)
-        return text
+                view = _Text(text)
+                replaced = True
+        return text, replaced
 
     def find(self, text: str) -> str | None:
         """The kind of the first pattern that still matches ``text``, if any."""
+        if text in self._clean:
+            return None
+        view = _Text(text)
         for pattern in self._patterns:
-            for _span in _spans(pattern, text):
-                return pattern.kind
+            if _may_match(pattern, view):
+                for _span in _regex_spans(pattern, text):
+                    return pattern.kind
         return None
 
     def clean_text(self, text: str, counts: Counter[str] | None = None) -> str:
         """Redact until no pattern matches; raise :class:`RedactionError` if that fails."""
+        if text in self._clean:
+            return text
         for _ in range(MAX_PASSES):
-            text = self.redact_text(text, counts)
-            kind = self.find(text)
+            text, replaced = self._redact(text, counts)
+            # Nothing replaced: every pattern has just scanned this very text and found nothing,
+            # so the post-check would find nothing either.
+            kind = self.find(text) if replaced else None
             if kind is None:
+                self._remember_clean(text)
                 return text
         raise RedactionError(f"pattern {kind!r} still matches after redaction")
 
+    def _remember_clean(self, text: str) -> None:
+        if len(text) <= CLEAN_CACHE_MAX_CHARS:
+            if len(self._clean) >= CLEAN_CACHE_SIZE:
+                self._clean.clear()
+            self._clean.add(text)
+
     def clean(self, value: Any, counts: Counter[str] | None = None) -> Any:
-        """Redact a JSON-like tree (dicts, lists, strings, numbers); returns a new tree."""
+        """Redact a JSON-like tree (dicts, lists, strings, numbers); returns a new tree.
+
+        Every string in the result has passed :meth:`clean_text`'s post-check, and the token
+        that replaces a credential-named key's value is checked too (a user pattern could match
+        it), so the result needs no further :meth:`check`.
+        """
         if isinstance(value, str):
             return self.clean_text(value, counts)
         if isinstance(value, dict):
@@ -147,7 +221,7 @@ class Redactor:
             for key, item in value.items():
                 clean_key = self.clean_text(str(key), counts)
                 if str(key).lower() in CREDENTIAL_KEYS and item is not None:
-                    cleaned[clean_key] = token("credential")
+                    cleaned[clean_key] = self._checked(token("credential"))
                     if counts is not None:
                         counts["credential"] += 1
                 else:
@@ -161,6 +235,13 @@ class Redactor:
             redacted = self.clean_text(text, counts)
             return value if redacted == text else redacted
         return value
+
+    def _checked(self, text: str) -> str:
+        kind = self.find(text)
+        if kind is not None:
+            raise RedactionError(f"pattern {kind!r} still matches after redaction")
+        self._remember_clean(text)
+        return text
 
     def check(self, value: Any) -> None:
         """Raise :class:`RedactionError` if any string in the tree still matches a pattern."""
