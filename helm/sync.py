@@ -31,7 +31,7 @@ from sidecar.alerting.catalogue import RULES
 from sidecar.alerting.recording import recording_groups
 from sidecar.alerting.rulefile import alerting_rule, dump
 from sidecar.alerting.spec import AlertRule, RuleConfig, Unit, duration
-from sidecar.config import Settings
+from sidecar.config import fields_of_settings
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "vllm-sidecar"
@@ -194,7 +194,7 @@ def _plain(schema: Mapping[str, Any]) -> dict[str, Any]:
 
 def settings_schema() -> dict[str, Any]:
     """JSON schema of ``sidecar.settings``: any sidecar setting, by its YAML key."""
-    properties = Settings.model_json_schema()["properties"]
+    properties = {name: field.json_schema() for name, field in fields_of_settings().items()}
     return {
         "type": "object",
         "additionalProperties": False,

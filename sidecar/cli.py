@@ -14,14 +14,12 @@ import argparse
 import importlib
 import json
 import sys
-import types
-import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sidecar import __version__
-from sidecar.config import ConfigError, Settings, load
+from sidecar.config import ConfigError, Settings, fields_of_settings, load
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -39,23 +37,13 @@ _BUILT_IN = frozenset({"run", "check-config"})
 _SETTING_PREFIX = "setting__"
 
 
-def _is_structured(annotation: Any) -> bool:
-    """True for dict/list settings, which take JSON on the command line."""
-    origin = typing.get_origin(annotation)
-    if origin in (dict, list):
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_structured(arg) for arg in typing.get_args(annotation))
-    return False
-
-
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One ``--kebab-case`` flag per setting, plus ``--config FILE``."""
     parser.add_argument("--config", type=Path, help="YAML file of settings (flat keys).")
     group = parser.add_argument_group("settings (each also VLLM_SIDECAR_<NAME> and a YAML key)")
-    for name, field in Settings.model_fields.items():
+    for name, field in fields_of_settings().items():
         flag = "--" + name.replace("_", "-")
-        help_text = (field.description or "").replace("%", "%%")
+        help_text = field.description.replace("%", "%%")
         if field.annotation is bool:
             group.add_argument(
                 flag,
@@ -65,7 +53,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
                 help=help_text,
             )
             continue
-        if _is_structured(field.annotation):
+        if field.structured:
             help_text = f"{help_text} (JSON)".strip()
         group.add_argument(
             flag, dest=_SETTING_PREFIX + name, default=None, metavar="VALUE", help=help_text
@@ -74,17 +62,13 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Load settings with the flags in ``args`` winning over env and file."""
+    declared = fields_of_settings()
     flags: dict[str, Any] = {}
     for key, value in vars(args).items():
         if not key.startswith(_SETTING_PREFIX) or value is None:
             continue
         name = key[len(_SETTING_PREFIX) :]
-        flags[name] = value
-        if _is_structured(Settings.model_fields[name].annotation) and isinstance(value, str):
-            try:
-                flags[name] = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{name}: not valid JSON ({exc.msg})") from None
+        flags[name] = declared[name].from_text(value) if isinstance(value, str) else value
     return load(config_file=args.config, **flags)
 
 

@@ -7,31 +7,30 @@ file given by ``--config`` (or ``VLLM_SIDECAR_CONFIG``), then the defaults below
 
 The object is frozen and passed explicitly to every part; nothing reads the environment later.
 Secrets (API keys) are never held here: only the *paths* of files that contain them.
+
+A plain frozen dataclass, checked by :mod:`sidecar.settings_schema`: the declarations below (type,
+default, bounds, description) are the single source for validation, the CLI flags, the Helm
+values schema and the docs. Not pydantic, because importing it costs the long-lived ``run``
+process ~10 MB of its ~50 MB.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sidecar.settings_schema import ConfigError, SettingField, check_fields, setting, setting_fields
+
+__all__ = ["ENV_PREFIX", "ConfigError", "Settings", "load", "split_host_port"]
 
 ENV_PREFIX = "VLLM_SIDECAR_"
-
-
-class ConfigError(ValueError):
-    """An invalid setting, with a one-line message that names the field."""
 
 
 def _check_host_port(value: str) -> str:
@@ -58,8 +57,36 @@ def _check_http_url(value: str) -> str:
     return value.rstrip("/")
 
 
-HostPort = Annotated[str, AfterValidator(_check_host_port)]
-HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+def _check_plain_path(value: str) -> str:
+    if "?" in value or "#" in value:
+        msg = "must be a plain path"
+        raise ValueError(msg)
+    return value
+
+
+def _check_rates(value: dict[str, float]) -> dict[str, float]:
+    for model, rate in value.items():
+        if not 0 <= rate <= 1:
+            msg = f"rate for model {model!r} must be between 0 and 1, got {rate}"
+            raise ValueError(msg)
+    return value
+
+
+def _check_patterns(value: list[str]) -> list[str]:
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            msg = f"pattern {pattern!r} does not compile: {exc}"
+            raise ValueError(msg) from exc
+    return value
+
+
+HostPort = Annotated[str, _check_host_port]
+HttpUrl = Annotated[str, _check_http_url]
+MetricsPath = Annotated[str, _check_plain_path]
+Rates = Annotated[dict[str, float], _check_rates]
+Patterns = Annotated[list[str], _check_patterns]
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -68,38 +95,35 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class Settings(BaseSettings):
-    """Every setting of ``vllm-sidecar run`` (and the parts it starts)."""
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of ``vllm-sidecar run`` (and the parts it starts).
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        frozen=True,
-        extra="forbid",
-        validate_default=True,
-        env_nested_delimiter=None,
-    )
+    Constructing one coerces and checks every value (strings from flags and the environment
+    become numbers, booleans and paths) and raises :class:`ConfigError` naming the field.
+    """
 
     # --- where things are -------------------------------------------------------------------
-    upstream: HttpUrl = Field(
+    upstream: HttpUrl = setting(
         default="http://127.0.0.1:8000", description="vLLM's base URL (its /metrics and /v1)."
     )
-    listen: HostPort = Field(default="0.0.0.0:8080", description="The proxy's address.")
-    admin_listen: HostPort = Field(
+    listen: HostPort = setting(default="0.0.0.0:8080", description="The proxy's address.")
+    admin_listen: HostPort = setting(
         default="0.0.0.0:9400", description="Admin server: /metrics, /healthz, /readyz, /api."
     )
-    proxy_enabled: bool = Field(default=True, description="Serve the OpenAI pass-through.")
+    proxy_enabled: bool = setting(default=True, description="Serve the OpenAI pass-through.")
 
     # --- scraping ---------------------------------------------------------------------------
-    scrape_interval: float = Field(default=5.0, gt=0, le=3600, description="Seconds.")
-    scrape_timeout: float = Field(default=5.0, gt=0, le=3600, description="Seconds.")
-    metrics_path: str = Field(default="/metrics", pattern=r"^/")
-    history_seconds: float = Field(
+    scrape_interval: float = setting(default=5.0, gt=0, le=3600, description="Seconds.")
+    scrape_timeout: float = setting(default=5.0, gt=0, le=3600, description="Seconds.")
+    metrics_path: MetricsPath = setting(default="/metrics", pattern=r"^/")
+    history_seconds: float = setting(
         default=900.0,
         ge=300,
         le=86400,
         description="How much scrape history to keep for windows and trends.",
     )
-    min_requests_for_ratio: float = Field(
+    min_requests_for_ratio: float = setting(
         default=20.0,
         ge=0,
         description="Traffic floor: a ratio over fewer requests in its window is not reported.",
@@ -107,63 +131,61 @@ class Settings(BaseSettings):
 
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["auto", "json", "console"] = Field(
+    log_format: Literal["auto", "json", "console"] = setting(
         default="auto", description="auto = console on a TTY, JSON otherwise."
     )
 
     # --- proxy ------------------------------------------------------------------------------
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="Request bodies.")
-    upstream_connect_timeout: float = Field(default=5.0, gt=0)
-    upstream_read_timeout: float = Field(
+    max_body_bytes: int = setting(default=16 * 1024 * 1024, gt=0, description="Request bodies.")
+    upstream_connect_timeout: float = setting(default=5.0, gt=0)
+    upstream_read_timeout: float = setting(
         default=600.0, gt=0, description="Longest silence from vLLM before a 504."
     )
-    upstream_max_connections: int = Field(default=1000, ge=1)
-    api_keys_file: Path | None = Field(
+    upstream_max_connections: int = setting(default=1000, ge=1)
+    api_keys_file: Path | None = setting(
         default=None,
         description="YAML/JSON mapping key name -> key; inbound requests must carry one.",
     )
-    upstream_api_key_file: Path | None = Field(
+    upstream_api_key_file: Path | None = setting(
         default=None, description="File holding vLLM's --api-key; sent upstream by the proxy."
     )
-    shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=3600)
+    shutdown_grace_seconds: float = setting(default=25.0, ge=0, le=3600)
 
     # --- sampling ---------------------------------------------------------------------------
-    sample_rate: float = Field(default=0.01, ge=0, le=1)
-    sample_rate_overrides: dict[str, float] = Field(
-        default_factory=dict, description="model name -> sample rate."
-    )
+    sample_rate: float = setting(default=0.01, ge=0, le=1)
+    sample_rate_overrides: Rates = setting(factory=dict, description="model name -> sample rate.")
     sample_keep_errors: bool = True
     sample_keep_length: bool = True
-    sample_keep_slow_seconds: float | None = Field(default=30.0, gt=0)
-    sample_keep_budget_per_minute: int = Field(
+    sample_keep_slow_seconds: float | None = setting(default=30.0, gt=0)
+    sample_keep_budget_per_minute: int = setting(
         default=60, ge=0, description="Cap on records kept by keep-rules, per minute."
     )
-    redact_patterns: list[str] = Field(
-        default_factory=list, description="Extra regular expressions to redact."
+    redact_patterns: Patterns = setting(
+        factory=list, description="Extra regular expressions to redact."
     )
-    deployment: str = Field(default="", description="Label such as 'blue' or 'green'.")
-    pod_name: str = Field(
-        default_factory=lambda: os.environ.get("HOSTNAME", "") or "local",
+    deployment: str = setting(default="", description="Label such as 'blue' or 'green'.")
+    pod_name: str = setting(
+        factory=lambda: os.environ.get("HOSTNAME", "") or "local",
         description="Written into each record and object key.",
     )
-    samples_dir: Path = Field(
+    samples_dir: Path = setting(
         default=Path("./samples-data"), description="The embedded sink when no bucket is set."
     )
-    spool_dir: Path = Field(default=Path("./spool"), description="On-disk spool of records.")
-    spool_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    spool_dir: Path = setting(default=Path("./spool"), description="On-disk spool of records.")
+    spool_max_bytes: int = setting(default=256 * 1024 * 1024, gt=0)
     spool_when_full: Literal["drop_newest", "drop_oldest"] = "drop_newest"
-    upload_batch_max_records: int = Field(default=500, ge=1)
-    upload_batch_max_seconds: float = Field(default=60.0, gt=0)
-    upload_retry_initial_seconds: float = Field(
+    upload_batch_max_records: int = setting(default=500, ge=1)
+    upload_batch_max_seconds: float = setting(default=60.0, gt=0)
+    upload_retry_initial_seconds: float = setting(
         default=1.0, gt=0, le=3600, description="First retry delay while the sink fails."
     )
-    upload_retry_max_seconds: float = Field(
+    upload_retry_max_seconds: float = setting(
         default=30.0, gt=0, le=3600, description="Cap of the jittered exponential retry delay."
     )
-    sample_queue_max_records: int = Field(
+    sample_queue_max_records: int = setting(
         default=1000, ge=1, description="Kept exchanges waiting in memory to be spooled."
     )
-    sample_queue_max_bytes: int = Field(
+    sample_queue_max_bytes: int = setting(
         default=64 * 1024 * 1024, gt=0, description="Bytes of kept exchanges waiting in memory."
     )
     s3_bucket: str | None = None
@@ -175,88 +197,55 @@ class Settings(BaseSettings):
     s3_storage_class: str | None = None
 
     # --- alerting ---------------------------------------------------------------------------
-    alertmanager_url: HttpUrl | None = Field(
+    alertmanager_url: HttpUrl | None = setting(
         default=None, description="Alertmanager base URL; alerts go to /api/v2/alerts."
     )
     alert_webhook_url: HttpUrl | None = None
-    alert_evaluation_interval: float = Field(default=15.0, gt=0)
-    alert_resend_interval: float = Field(default=60.0, gt=0)
-    alert_thresholds: dict[str, float] = Field(
-        default_factory=dict, description="alert name -> threshold override."
+    alert_evaluation_interval: float = setting(default=15.0, gt=0)
+    alert_resend_interval: float = setting(default=60.0, gt=0)
+    alert_thresholds: dict[str, float] = setting(
+        factory=dict, description="alert name -> threshold override."
     )
-    alert_for: dict[str, float] = Field(
-        default_factory=dict, description="alert name -> 'for' override in seconds."
+    alert_for: dict[str, float] = setting(
+        factory=dict, description="alert name -> 'for' override in seconds."
     )
-    slo_ttft_seconds: float = Field(default=0.5, gt=0)
-    slo_e2e_seconds: float = Field(default=20.0, gt=0)
-    slo_target: float = Field(default=0.99, gt=0, lt=1)
-    external_labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels added to every alert the sidecar sends."
+    slo_ttft_seconds: float = setting(default=0.5, gt=0)
+    slo_e2e_seconds: float = setting(default=20.0, gt=0)
+    slo_target: float = setting(default=0.99, gt=0, lt=1)
+    external_labels: dict[str, str] = setting(
+        factory=dict, description="Labels added to every alert the sidecar sends."
     )
-    alert_runbook_url: HttpUrl = Field(
+    alert_runbook_url: HttpUrl = setting(
         default="https://github.com/vllm-sidecar/vllm-sidecar/blob/main/alerts/runbooks.md",
         description="Runbook document; each alert's runbook_url is this plus #<alertname>.",
     )
 
-    @field_validator("metrics_path")
-    @classmethod
-    def _no_query(cls, value: str) -> str:
-        if "?" in value or "#" in value:
-            msg = "metrics_path must be a plain path"
-            raise ValueError(msg)
-        return value
-
-    @field_validator("sample_rate_overrides")
-    @classmethod
-    def _rates_in_range(cls, value: dict[str, float]) -> dict[str, float]:
-        for model, rate in value.items():
-            if not 0 <= rate <= 1:
-                msg = f"rate for model {model!r} must be between 0 and 1, got {rate}"
-                raise ValueError(msg)
-        return value
-
-    @field_validator("redact_patterns")
-    @classmethod
-    def _patterns_compile(cls, value: list[str]) -> list[str]:
-        import re
-
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                msg = f"pattern {pattern!r} does not compile: {exc}"
-                raise ValueError(msg) from exc
-        return value
-
-    @model_validator(mode="after")
-    def _kms_needs_key(self) -> Settings:
+    def __post_init__(self) -> None:
+        for name, value in check_fields(self, setting_fields(Settings)).items():
+            object.__setattr__(self, name, value)
         if self.s3_sse == "aws:kms" and not self.s3_kms_key_id:
-            msg = "s3_sse 'aws:kms' needs s3_kms_key_id"
-            raise ValueError(msg)
-        return self
+            raise ConfigError("s3_kms_key_id: s3_sse 'aws:kms' needs s3_kms_key_id")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Flags (init kwargs) beat the environment; the YAML file is merged in by load()."""
-        del dotenv_settings, file_secret_settings
-        return (init_settings, env_settings)
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (checked like any other construction)."""
+        return replace(self, **changes)
 
     def masked(self) -> dict[str, Any]:
-        """The effective settings as plain data, with anything secret-looking masked."""
-        data = self.model_dump(mode="json")
+        """The effective settings as plain JSON data, with anything secret-looking masked."""
+        data = {key: _plain(value) for key, value in asdict(self).items()}
         for key, value in list(data.items()):
-            if isinstance(value, SecretStr) or (
-                value and any(word in key for word in ("password", "secret", "token"))
-            ):
+            if value and any(word in key for word in ("password", "secret", "token")):
                 data[key] = "***"
         return data
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+def fields_of_settings() -> Mapping[str, SettingField]:
+    """Every setting's declaration (type, default, bounds, description), in declaration order."""
+    return setting_fields(Settings)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -275,15 +264,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return {str(key).replace("-", "_"): value for key, value in data.items()}
 
 
-def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "config"
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown setting"
-    value = first.get("input")
-    shown = "" if isinstance(value, dict) or first["type"] == "missing" else f" (got {value!r})"
-    return f"{field}: {message}{shown}"
+def _from_environment(known: Mapping[str, SettingField]) -> dict[str, Any]:
+    """``VLLM_SIDECAR_<NAME>`` variables (any case); structured settings are JSON there."""
+    found: dict[str, Any] = {}
+    for key, raw in os.environ.items():
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == f"{ENV_PREFIX}CONFIG":
+            continue
+        name = upper[len(ENV_PREFIX) :].lower()
+        declared = known.get(name)
+        if declared is not None:  # others are not ours to judge (as before: ignored)
+            found[name] = declared.from_text(raw)
+    return found
 
 
 def load(config_file: Path | None = None, **flags: Any) -> Settings:
@@ -292,20 +284,15 @@ def load(config_file: Path | None = None, **flags: Any) -> Settings:
     Flags given as ``None`` are treated as not given. Raises :class:`ConfigError` with one line
     naming the bad field.
     """
+    known = fields_of_settings()
     explicit = {key: value for key, value in flags.items() if value is not None}
     path = config_file or (
         Path(os.environ[f"{ENV_PREFIX}CONFIG"]) if os.environ.get(f"{ENV_PREFIX}CONFIG") else None
     )
-    from_file = _read_yaml(path) if path else {}
-    env_keys = {
-        key[len(ENV_PREFIX) :].lower()
-        for key in os.environ
-        if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG"
-    }
-    # The environment beats the file: drop file keys that the environment sets.
-    merged = {key: value for key, value in from_file.items() if key not in env_keys}
+    merged = _read_yaml(path) if path else {}
+    merged.update(_from_environment(known))
     merged.update(explicit)
-    try:
-        return Settings(**merged)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+    for name in merged:
+        if name not in known:
+            raise ConfigError(f"{name}: unknown setting")
+    return Settings(**merged)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_flags_beat_env_which_beats_yaml(tmp_path: Path, monkeypatch: pytest.Mon
 def test_settings_are_frozen() -> None:
     """Nothing can change the settings after start-up."""
     settings = load()
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(FrozenInstanceError):
         settings.scrape_interval = 1.0  # type: ignore[misc]
 
 
@@ -111,3 +112,53 @@ def test_structured_flags_take_json() -> None:
     bad = _cli("check-config", "--sample-rate-overrides", "big-model=0.5")
     assert bad.returncode == 2
     assert "sample_rate_overrides" in bad.stderr
+
+
+def test_text_from_flags_and_environment_is_coerced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strings become the declared types; structured settings are JSON in the environment."""
+    monkeypatch.setenv("VLLM_SIDECAR_PROXY_ENABLED", "off")
+    monkeypatch.setenv("vllm_sidecar_alert_thresholds", '{"VllmKvCacheNearFull": "0.9"}')
+    monkeypatch.setenv("VLLM_SIDECAR_SAMPLE_KEEP_SLOW_SECONDS", "12")
+    monkeypatch.setenv("VLLM_SIDECAR_NOT_A_SETTING", "ignored")  # not ours to judge
+    settings = load(max_body_bytes="2048", spool_dir="/var/spool/x", sample_keep_length="false")
+    assert settings.proxy_enabled is False
+    assert settings.alert_thresholds == {"VllmKvCacheNearFull": 0.9}
+    assert settings.sample_keep_slow_seconds == 12.0
+    assert settings.max_body_bytes == 2048
+    assert settings.spool_dir == Path("/var/spool/x")
+    assert settings.sample_keep_length is False
+
+
+def test_structured_environment_values_must_be_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_SIDECAR_EXTERNAL_LABELS", "team=llm")
+    with pytest.raises(ConfigError, match="external_labels: not valid JSON"):
+        load()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"max_body_bytes": "1.5"}, "max_body_bytes: expected an integer (got '1.5')"),
+        ({"scrape_interval": "nan"}, "scrape_interval: expected a finite number"),
+        ({"history_seconds": 299}, "history_seconds: must be at least 300 (got 299)"),
+        ({"slo_target": 1}, "slo_target: must be less than 1 (got 1)"),
+        ({"proxy_enabled": "maybe"}, "proxy_enabled: expected a boolean"),
+        ({"log_level": "DEBUG"}, "log_level: expected one of 'debug', 'info'"),
+        ({"metrics_path": "/m?x"}, "metrics_path: must be a plain path"),
+        ({"external_labels": {"a": 1}}, "external_labels: entry 'a': expected a string (got 1)"),
+    ],
+)
+def test_errors_say_what_was_expected(flags: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(**flags)
+    assert str(caught.value).startswith(message)
+
+
+def test_replace_checks_the_changed_values_and_masked_is_plain_json() -> None:
+    settings = load()
+    assert settings.replace(sample_rate="0.5").sample_rate == 0.5
+    with pytest.raises(ConfigError, match="sample_rate"):
+        settings.replace(sample_rate=2)
+    shown = settings.masked()
+    assert json.loads(json.dumps(shown)) == shown
+    assert shown["spool_dir"] == "spool"

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sidecar.alerting.templating import humanize, humanize_percentage
-from sidecar.config import Settings
+from sidecar.config import Settings, fields_of_settings
 
 if TYPE_CHECKING:
     from sidecar.alerting.inputs import EvalContext
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def _setting_default(name: str) -> Any:
     """A setting's default, so the generator's defaults cannot drift from the sidecar's."""
-    return Settings.model_fields[name].default
+    return fields_of_settings()[name].default
 
 
 DEFAULT_VLLM_UP_SELECTOR = 'job=~".*vllm.*",job!~".*sidecar.*"'

@@ -7,7 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
-from sidecar.config import Settings, split_host_port
+from sidecar.config import fields_of_settings, split_host_port
 from tests.deploy.chart import ROOT, render
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -113,7 +113,7 @@ def test_runs_as_a_non_root_user() -> None:
 def test_ports_volume_and_entrypoint_match_the_package() -> None:
     """EXPOSE names the default proxy and admin ports; the entrypoint is the console script."""
     _, (_, final) = _parse()
-    defaults = Settings.model_fields
+    defaults = fields_of_settings()
     ports = {split_host_port(defaults[name].default)[1] for name in ("listen", "admin_listen")}
     assert {int(p) for p in final.args("EXPOSE")[0].split()} == ports
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]["scripts"]
