@@ -45,7 +45,7 @@ async def test_proxy_keeps_serving_while_s3_is_down(tmp_path: Path, moto_s3: Mot
     pipeline = SamplingPipeline(config)
     await pipeline.start()
     async with run_emulator(EmulatorOptions.for_tests(), port=0) as emulator:
-        proxy = ProxyServer(config.model_copy(update={"upstream": emulator.url}), pipeline)
+        proxy = ProxyServer(config.replace(upstream=emulator.url), pipeline)
         await proxy.start()
         client = openai.AsyncOpenAI(
             base_url=f"http://127.0.0.1:{proxy.port}/v1", api_key="unused", max_retries=0
@@ -132,7 +132,7 @@ async def test_shutdown_completes_in_flight_streams_then_flushes(
     pipeline = SamplingPipeline(config)
     await pipeline.start()
     async with run_emulator(EmulatorOptions.for_tests(speed=2.0), port=0) as emulator:
-        proxy = ProxyServer(config.model_copy(update={"upstream": emulator.url}), pipeline)
+        proxy = ProxyServer(config.replace(upstream=emulator.url), pipeline)
         await proxy.start()
         client = openai.AsyncOpenAI(
             base_url=f"http://127.0.0.1:{proxy.port}/v1", api_key="unused", max_retries=0

@@ -218,7 +218,7 @@ async def test_planted_secrets_never_reach_the_sink(tmp_path: Path) -> None:
             lambda s: SamplingPipeline(s, redactor=ExplodingRedactor()), id="raising-redactor"
         ),
         pytest.param(
-            lambda s: SamplingPipeline(s.model_copy(update={"redact_patterns": ["REDACTED"]})),
+            lambda s: SamplingPipeline(s.replace(redact_patterns=["REDACTED"])),
             id="post-check-fails",
         ),
     ],
