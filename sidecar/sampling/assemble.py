@@ -212,11 +212,9 @@ def data_payloads(text: str) -> list[str] | None:
     line ends), found with a few whole-text scans; None when ``text`` is framed any other way."""
     if "\r" in text or not text.startswith("data: ") or not text.endswith("\n\n"):
         return None
-    blocks = text[:-2].split("\n\n")
-    # No other line breaks, and every block after a separator starts with "data: ".
-    if text.count("\n") != 2 * len(blocks) or text.count("\n\ndata: ") != len(blocks) - 1:
-        return None
-    return [block[6:] for block in blocks]
+    payloads = text[6:-2].split("\n\ndata: ")
+    # Two line breaks per event and no others: no payload holds a line break or lost a split.
+    return payloads if text.count("\n") == 2 * len(payloads) else None
 
 
 _VALUE_KEYS = (
@@ -308,30 +306,34 @@ class _Runs:
     def assemble(self, payloads: list[str]) -> Assembled:
         result = self.builder.result
         pending = self.pending
+        done = 0
+        head, tail = self.skeleton
         for payload in payloads:
-            head, tail = self.skeleton
             if payload.startswith(head) and payload.endswith(tail):
                 literal = payload[len(head) : len(payload) - len(tail)]
-                inner = literal[1:-1]
+                # A quote at both ends, none between, and the last one not escaped.
+                last = len(literal) - 1
                 if (
-                    len(literal) >= 2
-                    and literal[0] == literal[-1] == '"'
-                    and '"' not in inner
-                    and not inner.endswith("\\")
+                    last > 0
+                    and literal.find('"', 1) == last
+                    and literal[0] == '"'
+                    and literal[last - 1] != "\\"
                 ):
-                    result.events += 1
                     pending.append(literal)
                     continue
             if payload.strip() == "[DONE]":
                 result.stream_complete = True
+                done += 1
                 continue
-            result.events += 1
-            if not self.queue(payload):
+            if self.queue(payload):
+                head, tail = self.skeleton
+            else:
                 self.flush()
                 event = parse_json_body(payload)
                 if not isinstance(event, dict) or not self.builder.add_object(event, streamed=True):
                     result.malformed_events += 1
         self.flush()
+        result.events = len(payloads) - done
         return self.builder.finish()
 
     def queue(self, payload: str) -> bool:

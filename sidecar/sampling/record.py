@@ -300,7 +300,7 @@ def _plain_json(cleaned: _Cleaned, redactor: Redactor) -> bytes | None:
     then takes the pydantic path.
     """
     fields = cleaned.fields
-    if not all(redactor.find(key) is None for key in RESPONSE_KEYS):
+    if not redactor.all_clean(RESPONSE_KEYS):
         return None
     response = fields["response"]
     if not all(type(choice["index"]) is int for choice in response["choices"]):

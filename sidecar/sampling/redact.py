@@ -69,12 +69,13 @@ CLEAN_CACHE_SIZE = 8192
 class _Text:
     """A text with what the patterns' pre-filters look at, each computed at most once."""
 
-    __slots__ = ("_lower", "ascii", "text")
+    __slots__ = ("_found", "_lower", "ascii", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.ascii = text.isascii()
         self._lower: str | None = None
+        self._found: dict[tuple[str, ...], bool] = {}
 
     @property
     def lower(self) -> str:
@@ -95,7 +96,14 @@ def _may_match(pattern: Pattern, text: _Text) -> bool:
         return True
     else:
         haystack = text.lower if pattern.needs_in == "ascii_lower" else text.text
-    return any(needle in haystack for needle in pattern.needs)
+    found = text._found.get(pattern.needs)  # several patterns need a digit
+    if found is None:
+        found = text._found[pattern.needs] = _contains_any(haystack, pattern.needs)
+    return found
+
+
+def _contains_any(haystack: str, needles: tuple[str, ...]) -> bool:
+    return any(map(haystack.__contains__, needles))
 
 
 def _spans(pattern: Pattern, text: str) -> Iterable[tuple[int, int]]:
@@ -144,6 +152,7 @@ class Redactor:
         self._patterns = tuple(patterns)
         self._clean: set[str] = set()
         """Short strings proven clean: most keys and small values repeat in every record."""
+        self._all_clean: dict[tuple[str, ...], bool] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Redactor:
@@ -242,6 +251,13 @@ class Redactor:
             raise RedactionError(f"pattern {kind!r} still matches after redaction")
         self._remember_clean(text)
         return text
+
+    def all_clean(self, texts: tuple[str, ...]) -> bool:
+        """Whether no pattern matches any of ``texts`` (remembered per tuple: for fixed keys)."""
+        known = self._all_clean.get(texts)
+        if known is None:
+            known = self._all_clean[texts] = all(self.find(text) is None for text in texts)
+        return known
 
     def check(self, value: Any) -> None:
         """Raise :class:`RedactionError` if any string in the tree still matches a pattern."""
