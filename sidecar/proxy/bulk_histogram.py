@@ -20,20 +20,27 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 
 class Tally:
-    """Per-stream bucket counts against fixed upper bounds (``le`` semantics)."""
+    """Per-stream bucket counts against fixed upper bounds (``le`` semantics).
 
-    __slots__ = ("_bounds", "count", "counts", "total")
+    The relay's meter adds to ``counts`` and ``total`` itself (one ``bisect``, no call per
+    gap); :meth:`add` is the same for everyone else.
+    """
+
+    __slots__ = ("bounds", "counts", "total")
 
     def __init__(self, bounds: Sequence[float]) -> None:
-        self._bounds = bounds
+        self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
-        self.count = 0
         self.total = 0.0
+
+    @property
+    def count(self) -> int:
+        """How many observations were added."""
+        return sum(self.counts)
 
     def add(self, value: float) -> None:
         """Count one observation."""
-        self.counts[bisect_left(self._bounds, value)] += 1
-        self.count += 1
+        self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -33,6 +34,7 @@ from typing import Final
 from sidecar.proxy.bulk_histogram import Tally
 
 _DONE: Final = b"data: [DONE]"
+_NEWLINE: Final = ord("\n")
 _EMPTY_CHOICES: Final = b'"choices":[]'
 _USAGE_KEY: Final = b'"usage":'
 _FINISH_KEY: Final = b'"finish_reason":'
@@ -104,6 +106,8 @@ class StreamMeter:
 
     __slots__ = (
         "_ended_with_newline",
+        "_gap_bounds",
+        "_gap_counts",
         "_marker",
         "_preamble",
         "events",
@@ -121,13 +125,23 @@ class StreamMeter:
         self.last_event_at = 0.0
         self.gaps = gaps
         """Inter-token gaps, tallied into histogram buckets as they happen."""
+        self._gap_counts = gaps.counts
+        self._gap_bounds = gaps.bounds
 
     def feed(self, chunk: bytes, now: float) -> None:
-        """Account for one upstream read that arrived at ``now``."""
-        count = chunk.count(b"\n\n")
-        if self._ended_with_newline and chunk.startswith(b"\n"):
+        """Account for one upstream read (not empty) that arrived at ``now``.
+
+        Runs for every relayed read, so it avoids calls: the usual read is one event whose
+        only newlines are its closing ``\\n\\n`` (one ``memchr`` tells), and the gap goes
+        straight into the tally's bucket.
+        """
+        last = len(chunk) - 1
+        ends_with_newline = chunk[last] == _NEWLINE
+        single = ends_with_newline and chunk.find(b"\n") == last - 1
+        count = 1 if single else chunk.count(b"\n\n")
+        if self._ended_with_newline and chunk[0] == _NEWLINE:
             count += 1  # an event terminator split across two reads
-        self._ended_with_newline = chunk.endswith(b"\n")
+        self._ended_with_newline = ends_with_newline
         if not count:
             return
         self.events += count
@@ -138,14 +152,11 @@ class StreamMeter:
                 else chunk.find(self._marker) != -1
             ):
                 self.first_content_at = now
-        elif count > 1 or not _is_trailer(chunk):
-            self.gaps.add(now - self.last_event_at)
+        elif count > 1 or not (chunk.startswith(_DONE) or chunk.find(_EMPTY_CHOICES) != -1):
+            gap = now - self.last_event_at  # not a trailer (usage event or [DONE]): a token
+            self._gap_counts[bisect_left(self._gap_bounds, gap)] += 1
+            self.gaps.total += gap
         self.last_event_at = now
-
-
-def _is_trailer(chunk: bytes) -> bool:
-    """A single-event read that is the usage event or ``[DONE]``, i.e. no token."""
-    return chunk.startswith(_DONE) or chunk.find(_EMPTY_CHOICES) != -1
 
 
 def tail_of(chunks: Sequence[bytes], window: int = TAIL_WINDOW) -> bytes:
