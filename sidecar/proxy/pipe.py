@@ -2,8 +2,10 @@
 
 :class:`Pipe` is the :class:`~sidecar.proxy.upstream.BodySink` of one response. For each
 upstream read it notes the arrival time, appends the piece to the body kept for the sampler,
-counts SSE events and writes the piece to the client's transport (framed as a chunk when the
-client response is chunked), all without leaving the callback: no task wake-up, no future.
+counts SSE events and writes to the client's transport, all without leaving the callback: no
+task wake-up, no future. When vLLM's read held whole plain chunks and the client response is
+chunked too, vLLM's bytes go out as they came (the usual SSE read, no re-framing); otherwise
+the piece is written framed as a chunk (or bare, for HTTP/1.0 clients).
 The handler coroutine sleeps in :meth:`Pipe.wait` until the body ends, breaks off, the client
 goes away, or the client falls behind (then it waits for the client to drain with upstream
 reads paused, so a slow client never makes the proxy buffer).
@@ -84,6 +86,11 @@ class Pipe:
 
     # --- BodySink: called from the upstream connection's data_received --------------------------
     def data(self, piece: bytes) -> None:
+        self.chunks(b"%x\r\n%b\r\n" % (len(piece), piece) if self._chunked else piece, piece)
+
+    def chunks(self, wire: bytes, piece: bytes) -> None:
+        """One read: ``wire`` goes out as it is to a chunked client (vLLM's chunks are valid
+        chunks of the client's response too), ``piece`` to any other."""
         arrived = perf_counter()
         self.body += piece
         meter = self.meter
@@ -93,11 +100,13 @@ class Pipe:
         if transport.is_closing():
             self._settle(ClientGone())
             return
-        transport.write(b"%x\r\n%b\r\n" % (len(piece), piece) if self._chunked else piece)
+        transport.write(wire if self._chunked else piece)
         if self._first:
             self._first = False
             self._flight.overhead += perf_counter() - arrived
-        if self._protocol.writing_paused:
+        # An empty write buffer means writing is not paused (the transport resumes the
+        # protocol once it drains), so the property is only read when bytes are queued.
+        if transport.get_write_buffer_size() and self._protocol.writing_paused:
             self._upstream.pause_reading()
             self._settle(BACKPRESSURE)
 

@@ -3,10 +3,11 @@
 Per request the hot path does: one header filter each way and one request on a pooled upstream
 connection (:mod:`sidecar.proxy.upstream`); the response headers leave with the first body
 bytes when those came with vLLM's head (one ``send``). Then per upstream read, inside the
-socket's I/O callback: ``list.append`` + ``bytes.count`` + one ``transport.write``
-(:mod:`sidecar.proxy.pipe`). Everything else (the request's model, the sample decision, the tail
-scan for usage, histogram observations, the sampler's ``offer``) happens after the last byte
-went out.
+socket's I/O callback: the chunk's size line checked, one slice appended to the body, a
+``memchr`` for the event count and one ``transport.write`` of vLLM's own chunk bytes
+(:mod:`sidecar.proxy.upstream`, :mod:`sidecar.proxy.pipe`). Everything else (the request's
+model, the sample decision, the tail scan for usage, histogram observations, the sampler's
+``offer``) happens after the last byte went out.
 
 Failure rules (the proxy must never be the reason a request fails):
 

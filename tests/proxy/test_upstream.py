@@ -91,6 +91,10 @@ class Collect:
     def data(self, piece: bytes) -> None:
         self.pieces.append(piece)
 
+    def chunks(self, wire: bytes, piece: bytes) -> None:
+        del wire
+        self.pieces.append(piece)
+
     def end(self) -> None:
         self.outcome.set_result(None)
 
