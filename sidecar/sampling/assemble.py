@@ -13,6 +13,7 @@ import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 MAX_TEXT_CHARS = 1_000_000
@@ -207,12 +208,16 @@ def sse_events(text: str) -> list[str]:
     return events
 
 
+SEPARATOR = "\n\ndata: "
+"""Between two events framed the way vLLM frames them."""
+
+
 def data_payloads(text: str) -> list[str] | None:
     """:func:`sse_events` for the framing vLLM uses (every event one ``data: `` line, ``\\n``
     line ends), found with a few whole-text scans; None when ``text`` is framed any other way."""
     if "\r" in text or not text.startswith("data: ") or not text.endswith("\n\n"):
         return None
-    payloads = text[6:-2].split("\n\ndata: ")
+    payloads = text[6:-2].split(SEPARATOR)
     # Two line breaks per event and no others: no payload holds a line break or lost a split.
     return payloads if text.count("\n") == 2 * len(payloads) else None
 
@@ -299,6 +304,7 @@ class _Runs:
         self.builder.result.stream_complete = False
         self.effects: dict[tuple[str, str], tuple[int, bool]] = {}
         self.seen: set[tuple[str, str]] = set()
+        self.tried: set[tuple[str, str]] = set()
         self.pending: list[str] = []
         self.skeleton = ("\x00", "\x00")
         self.target = _NOT_SIMPLE
@@ -308,7 +314,10 @@ class _Runs:
         pending = self.pending
         done = 0
         head, tail = self.skeleton
-        for payload in payloads:
+        position, count = 0, len(payloads)
+        while position < count:
+            payload = payloads[position]
+            position += 1
             if payload.startswith(head) and payload.endswith(tail):
                 literal = payload[len(head) : len(payload) - len(tail)]
                 # A quote at both ends, none between, and the last one not escaped.
@@ -327,6 +336,7 @@ class _Runs:
                 continue
             if self.queue(payload):
                 head, tail = self.skeleton
+                position = self.take_run(payloads, position)
             else:
                 self.flush()
                 event = parse_json_body(payload)
@@ -335,6 +345,50 @@ class _Runs:
         self.flush()
         result.events = len(payloads) - done
         return self.builder.finish()
+
+    def take_run(self, payloads: list[str], start: int) -> int:
+        """Queue the literals of ``payloads[start:end]`` at once if all those events are of the
+        current run (the usual case: all but the last few); returns where to go on from.
+
+        Checked with whole-string operations rather than per event: the events joined equal
+        the skeleton joined around the cut-out literals (so each event is head + literal +
+        tail), and the literals joined show a quote on both sides of every join, as many
+        quotes as two per literal and no escaped closing quote (so each is one string literal).
+        """
+        if (
+            self.skeleton in self.tried
+        ):  # once per skeleton: a failed try costs a pass over the rest
+            return start
+        self.tried.add(self.skeleton)
+        head, tail = self.skeleton
+        end = len(payloads)
+        while end > start and not (
+            payloads[end - 1].startswith(head) and payloads[end - 1].endswith(tail)
+        ):
+            end -= 1
+        if end - start < 2 or not tail:
+            return start
+        block = payloads[start:end]
+        literals = list(map(itemgetter(slice(len(head), -len(tail))), block))
+        if SEPARATOR.join(block) != head + (tail + SEPARATOR + head).join(literals) + tail:
+            return start
+        joined = "\x01".join(literals)
+        joins = len(literals) - 1
+        if not (
+            joined.count("\x01") == joins
+            and joined.count('"\x01"') == joins
+            and joined.count('"') == 2 * len(literals)
+            and joined.startswith('"')
+            and joined.endswith('"')
+            and not joined.startswith('"\x01')
+            and not joined.endswith('\x01"')
+            and '\x01"\x01' not in joined
+            and '\\"\x01' not in joined
+            and not joined.endswith('\\"')
+        ):
+            return start
+        self.pending += literals
+        return end
 
     def queue(self, payload: str) -> bool:
         """Queue the event's literal if its skeleton is known to only append text."""

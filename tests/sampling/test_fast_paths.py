@@ -125,6 +125,14 @@ STREAMS = {
         _event({"choices": [{"index": 0, "delta": {"content": piece}}], "note": 'content":"'})
         for piece in ["p", "q", "r"]
     ),
+    "odd_event_mid_run": _chat(["a", "b", "c", "d"]).replace(
+        _event(_chunk({"content": "c"})),
+        _event(_chunk({"content": "c"})) + _event({"choices": [], "usage": {"total_tokens": 1}}),
+    ),
+    "short_event_mid_run": _chat(["a", "b", "c", "d"]).replace(
+        _event(_chunk({"content": "c"})), "data: {}\n\n"
+    ),
+    "escaped_backslash_mid_run": _chat(["a", "b", "c\\", "d", "e"]),
     "huge": _chat(["x" * 1000] * (MAX_TEXT_CHARS // 1000 + 5), usage=False),
 }
 
