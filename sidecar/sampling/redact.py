@@ -69,13 +69,14 @@ CLEAN_CACHE_SIZE = 8192
 class _Text:
     """A text with what the patterns' pre-filters look at, each computed at most once."""
 
-    __slots__ = ("_found", "_lower", "ascii", "text")
+    __slots__ = ("_found", "_found_lower", "_lower", "ascii", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.ascii = text.isascii()
         self._lower: str | None = None
         self._found: dict[tuple[str, ...], bool] = {}
+        self._found_lower: dict[tuple[str, ...], bool] = {}
 
     @property
     def lower(self) -> str:
@@ -90,15 +91,15 @@ def _may_match(pattern: Pattern, text: _Text) -> bool:
         return False
     if not pattern.needs:
         return True
-    if pattern.needs_in == "text":
-        haystack = text.text
-    elif not text.ascii:
+    if pattern.needs_in != "text" and not text.ascii:
         return True
+    if pattern.needs_in == "ascii_lower":
+        haystack, memo = text.lower, text._found_lower
     else:
-        haystack = text.lower if pattern.needs_in == "ascii_lower" else text.text
-    found = text._found.get(pattern.needs)  # several patterns need a digit
+        haystack, memo = text.text, text._found
+    found = memo.get(pattern.needs)  # several patterns need a digit: look once per text
     if found is None:
-        found = text._found[pattern.needs] = _contains_any(haystack, pattern.needs)
+        found = memo[pattern.needs] = _contains_any(haystack, pattern.needs)
     return found
 
 
