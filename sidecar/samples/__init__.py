@@ -10,6 +10,7 @@
 | ``drift/`` | signals, weighted tests, Holm, verdicts, the HTML report |
 | ``cli``, ``commands`` | the subcommands and their exit codes |
 
-Only the shared schemas of the running sidecar are imported (``sidecar.sampling.record`` and
-``sidecar.sampling.layout``). User documentation: ``docs/samples.md``.
+Only the shared schemas of the running sidecar are imported (``sidecar.sampling.record``,
+``sidecar.sampling.schema`` and ``sidecar.sampling.layout``). User documentation:
+``docs/samples.md``.
 """

@@ -10,104 +10,22 @@ Building a record redacts everything client- or model-controlled; any failure th
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict
+from typing import TYPE_CHECKING, Any, Literal
 
 from sidecar.sampling.assemble import MAX_TEXT_CHARS, Assembled, assemble, decode, parse_json_body
 from sidecar.sampling.decision import SampleReason
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.redact import RedactionError, Redactor
 
+if TYPE_CHECKING:
+    from sidecar.sampling.schema import SampleRecord
+
 SCHEMA_VERSION: Literal[1] = 1
 MIN_DATA_URL_CHARS = 1024
 """Inline ``data:`` URLs (base64 images, audio) longer than this are replaced by a note."""
-
-
-class ToolCallRecord(BaseModel):
-    """A tool call with its streamed argument fragments joined."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: str | None = None
-    type: str = "function"
-    name: str = ""
-    arguments: str = ""
-
-
-class ChoiceRecord(BaseModel):
-    """One generated choice."""
-
-    model_config = ConfigDict(extra="forbid")
-    index: int
-    text: str
-    reasoning: str | None = None
-    finish_reason: str | None = None
-    tool_calls: list[ToolCallRecord] = []
-
-
-class ErrorRecord(BaseModel):
-    """An error returned by vLLM (HTTP error body or in-band SSE error event)."""
-
-    model_config = ConfigDict(extra="forbid")
-    message: str
-    type: str | None = None
-    code: int | str | None = None
-
-
-class ResponseRecord(BaseModel):
-    """The assembled answer, identical in shape for streamed and non-streamed requests."""
-
-    model_config = ConfigDict(extra="forbid")
-    choices: list[ChoiceRecord] = []
-    usage: dict[str, Any] | None = None
-    error: ErrorRecord | None = None
-    raw: str | None = None
-    """A body of no known shape (plain-text errors, proxy errors), redacted."""
-    events: int = 0
-    malformed_events: int = 0
-    stream_complete: bool | None = None
-
-
-class SampleRecord(BaseModel):
-    """One sampled request/response pair, as written (one JSON line) to the sink."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Literal[1] = SCHEMA_VERSION
-    request_id: str
-    model_name: str | None
-    endpoint: str
-    method: str
-    stream: bool
-    status: int
-    error: str | None
-    """Proxy-side failure (``upstream_timeout``, ``client_disconnect`` ...), else None."""
-    error_type: str | None
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    total_tokens: int | None
-    output_chars: int
-    n_choices: int
-    started_at: datetime
-    started_at_unix: float
-    ttft_seconds: float | None
-    e2e_seconds: float
-    sample_rate: float
-    sample_reason: SampleReason
-    deployment: str
-    pod: str
-    sidecar_version: str
-    vllm_version: str | None
-    key_name: str | None
-    redactions: int
-    truncated: bool
-    request: dict[str, Any]
-    response: ResponseRecord
 
 
 def _shrink(value: Any) -> tuple[Any, bool]:
@@ -246,6 +164,10 @@ def _prepare(
 
 
 def _validated(cleaned: _Cleaned) -> SampleRecord:
+    # pydantic (~10 MB) is loaded only here: for build_record and the rare records the plain
+    # path leaves to it, never for the usual record of the long-lived process.
+    from sidecar.sampling.schema import ResponseRecord, SampleRecord
+
     fields = dict(cleaned.fields)
     del fields["schema_version"]
     fields["response"] = ResponseRecord.model_validate(fields["response"])
@@ -282,22 +204,22 @@ def build_record(
 
 FLOAT_FIELDS = ("started_at_unix", "ttft_seconds", "e2e_seconds", "sample_rate")
 RESPONSE_KEYS = (
-    *ResponseRecord.model_fields,
-    *ChoiceRecord.model_fields,
-    *ToolCallRecord.model_fields,
-    *ErrorRecord.model_fields,
+    *("choices", "usage", "error", "raw", "events", "malformed_events", "stream_complete"),
+    *("index", "text", "reasoning", "finish_reason", "tool_calls"),
+    *("id", "type", "name", "arguments"),
+    *("message", "type", "code"),
 )
-_EXPONENT_NUMBER = re.compile(rb"[:,\[]-?\d+(?:\.\d+)?e[-+]\d+[,\]}]")
-"""A float Python prints with an exponent (``1e-05``); pydantic prints some differently."""
+"""The keys of the response part of the schema (checked against it by the tests)."""
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def _plain_json(cleaned: _Cleaned, redactor: Redactor) -> bytes | None:
     """The record as :meth:`SampleRecord.model_dump_json` would print it, without pydantic.
 
-    None when the record is one this shortcut does not cover exactly (an exponent float, NaN,
-    a surrogate, a response key a user pattern redacts, a redacted choice index): the caller
-    then takes the pydantic path.
+    Byte for byte the same, except that a float Python prints with an exponent keeps Python's
+    spelling (``1e-05`` where pydantic writes ``1e-5``): the same number to every JSON reader.
+    None when the record is one this shortcut does not cover (NaN, a surrogate, a response key
+    a user pattern redacts, a redacted choice index): the caller then takes the pydantic path.
     """
     fields = cleaned.fields
     if not redactor.all_clean(RESPONSE_KEYS):
@@ -315,10 +237,9 @@ def _plain_json(cleaned: _Cleaned, redactor: Redactor) -> bytes | None:
         if plain[name] is not None:
             plain[name] = float(plain[name])
     try:
-        payload = _ENCODE(plain).encode("utf-8")
+        return _ENCODE(plain).encode("utf-8")
     except (ValueError, UnicodeError):
         return None
-    return None if _EXPONENT_NUMBER.search(payload) else payload
 
 
 def build_payload(
@@ -333,9 +254,10 @@ def build_payload(
     vllm_version: str | None,
     counts: Counter[str] | None = None,
 ) -> tuple[str | None, bytes]:
-    """The record's model name and JSON line, byte for byte what :func:`build_record` would
-    give through ``model_dump_json``, but with plain ``json`` (pydantic validation and
-    serialisation cost more than the rest of a record). Raises RedactionError like it."""
+    """The record's model name and JSON line, what :func:`build_record` would give through
+    ``model_dump_json`` (see :func:`_plain_json`), but with plain ``json``: pydantic validation
+    and serialisation cost more than the rest of a record, and importing pydantic ~10 MB of
+    RSS. Raises RedactionError like it."""
     cleaned = _prepare(
         exchange,
         reason=reason,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.sampling.layout import object_key, partition, slug
-from sidecar.sampling.record import SampleRecord
+from sidecar.sampling.schema import SampleRecord
 
 WORDS = ("alpha", "river", "signal", "token", "garden", "quiet", "bright", "system", "model")
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"

@@ -15,7 +15,7 @@ import pytest
 from sidecar.cli import main
 from sidecar.samples.dataset import COLUMNS, PARTITION_COLUMNS, open_dataset
 from sidecar.samples.export import EXPORT_COLUMNS
-from sidecar.sampling.record import SampleRecord
+from sidecar.sampling.schema import SampleRecord
 
 Tree = tuple[Path, list[dict[str, Any]]]
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from sidecar.sampling.record import SampleRecord, build_record
+from sidecar.sampling.record import build_record
 from sidecar.sampling.redact import RedactionError, Redactor
+from sidecar.sampling.schema import SampleRecord
 from tests.sampling.helpers import chat_request, chat_stream, error_json, exchange
 
 FLAT_COLUMNS = {
