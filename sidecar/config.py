@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
-
 from sidecar.settings_schema import ConfigError, SettingField, check_fields, setting, setting_fields
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings", "load", "split_host_port"]
@@ -249,6 +247,8 @@ def fields_of_settings() -> Mapping[str, SettingField]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # only when a file is given: ~1 MB the usual flags/env start does not need
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
