@@ -36,6 +36,8 @@ from sidecar.proxy.bulk_histogram import Tally
 _DONE: Final = b"data: [DONE]"
 _NEWLINE: Final = ord("\n")
 _EMPTY_CHOICES: Final = b'"choices":[]'
+_CHOICE: Final = b'"choices":[{'
+_CHOICE_LENGTH: Final = len(_CHOICE)
 _USAGE_KEY: Final = b'"usage":'
 _FINISH_KEY: Final = b'"finish_reason":'
 TAIL_WINDOW: Final = 64 * 1024
@@ -105,6 +107,7 @@ class StreamMeter:
     """Per-read bookkeeping of one SSE stream; all times are ``time.perf_counter()`` values."""
 
     __slots__ = (
+        "_choice_at",
         "_ended_with_newline",
         "_gap_bounds",
         "_gap_counts",
@@ -127,6 +130,10 @@ class StreamMeter:
         """Inter-token gaps, tallied into histogram buckets as they happen."""
         self._gap_counts = gaps.counts
         self._gap_bounds = gaps.bounds
+        self._choice_at = 0
+        """Where the last token read had its ``"choices":[{`` (-1: this stream's have none).
+        The events of one stream share their prefix (id, created, model), so one slice there
+        tells a token from a trailer without searching the read."""
 
     def feed(self, chunk: bytes, now: float) -> None:
         """Account for one upstream read (not empty) that arrived at ``now``.
@@ -152,11 +159,23 @@ class StreamMeter:
                 else chunk.find(self._marker) != -1
             ):
                 self.first_content_at = now
-        elif count > 1 or not (chunk.startswith(_DONE) or chunk.find(_EMPTY_CHOICES) != -1):
+        elif (
+            count > 1
+            or chunk[self._choice_at : self._choice_at + _CHOICE_LENGTH] == _CHOICE
+            or self._is_token(chunk)
+        ):
             gap = now - self.last_event_at  # not a trailer (usage event or [DONE]): a token
             self._gap_counts[bisect_left(self._gap_bounds, gap)] += 1
             self.gaps.total += gap
         self.last_event_at = now
+
+    def _is_token(self, chunk: bytes) -> bool:
+        """Whether a one-event read is not the trailer (usage event or ``[DONE]``)."""
+        if chunk.startswith(_DONE) or chunk.find(_EMPTY_CHOICES) != -1:
+            return False
+        if self._choice_at != -1:
+            self._choice_at = chunk.find(_CHOICE)
+        return True
 
 
 def tail_of(chunks: Sequence[bytes], window: int = TAIL_WINDOW) -> bytes:

@@ -82,6 +82,26 @@ def test_ttft_is_the_first_read_after_the_role_event() -> None:
     assert (meter.gaps.count, meter.gaps.total) == (1, 0.5)
 
 
+@given(
+    ids=st.lists(st.sampled_from(["c", "chatcmpl-22", "x" * 40]), min_size=2, max_size=10),
+    usage=st.booleans(),
+)
+def test_one_gap_per_token_read_and_none_for_the_trailer(ids: list[str], usage: bool) -> None:
+    """Token reads add a gap each wherever their choices sit; the usage event and [DONE] none
+    (also when the events' prefix changes length from one event to the next)."""
+    events = [_event({"id": "r", "choices": [{"delta": {"role": "assistant"}}]})]
+    events += [_event({"id": name, "choices": [{"delta": {"content": "t"}}]}) for name in ids]
+    if usage:
+        events.append(_event({"id": ids[-1], "choices": [], "usage": {"prompt_tokens": 1}}))
+    events.append(b"data: [DONE]\n\n")
+    meter = StreamMeter(CHAT, Tally(ITL_BUCKETS))
+    for index, event in enumerate(events):
+        meter.feed(event, float(index))
+    assert meter.first_content_at == 1.0
+    assert (meter.gaps.count, meter.gaps.total) == (len(ids) - 1, len(ids) - 1.0)
+    assert meter.events == len(events)
+
+
 def test_completions_stream_starts_content_with_the_first_event() -> None:
     """Completions streams have no role event: the first event is the first token."""
     meter = StreamMeter(shape_for("/v1/completions"), Tally(ITL_BUCKETS))
