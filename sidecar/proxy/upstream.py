@@ -18,7 +18,8 @@ idempotent), no decompression (bodies pass as they are).
 Timeouts: ``connect_timeout`` bounds the TCP (and TLS) handshake; ``read_timeout`` bounds every
 silence of vLLM, before the response head and between body reads, like aiohttp's
 ``sock_read``. One timer per connection checks it and re-arms at most once per
-``read_timeout``, not per read. Silence while the relay has paused reading (slow client) does
+``read_timeout``, not per read nor per request (between requests it lapses when it next
+finds the connection at rest). Silence while the relay has paused reading (slow client) does
 not count.
 """
 
@@ -55,6 +56,8 @@ _IDLE, _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _CHUNK_START = range(6)
 _CRLF: Final = b"\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
 _ZERO: Final = ord("0")
+_CR: Final = ord("\r")
+_LF: Final = ord("\n")
 
 
 class UpstreamError(Exception):
@@ -146,7 +149,7 @@ class UpstreamConnection(asyncio.Protocol):
                 except ValueError:
                     pass
                 else:
-                    if len(rest) == size + 2 and rest[size:] == _CRLF:
+                    if len(rest) == size + 2 and rest[size] == _CR and rest[size + 1] == _LF:
                         sink = self._sink
                         assert sink is not None
                         sink.chunks(data, rest[:size])
@@ -185,7 +188,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.write(head)
             self.transport.write(body)
         self._last_read = self._loop.time()
-        self._arm_timer(self._read_timeout)
+        if self._timer is None:  # else the running one re-arms from _last_read when it fires
+            self._arm_timer(self._read_timeout)
         return self._head
 
     def take_early(self) -> bytes:
@@ -379,7 +383,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _finish(self, outcome: BaseException | bool) -> None:
         """The body ended (True) or broke off (an exception)."""
-        self._stop_timer()
+        if self._paused and outcome is True:
+            self.resume_reading()  # the pipe paused on the last read: nobody will drain
         sink = self._sink
         if sink is None:
             self._early_outcome = outcome

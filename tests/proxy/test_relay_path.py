@@ -68,14 +68,18 @@ class Relayed:
     outcome: object
     reusable: bool
     events: int
+    upstream_reading: bool
     pipe: Pipe = field(repr=False)
 
 
-def relay(reads: list[bytes], *, chunked_client: bool = True, paused: bool = False) -> Relayed:
+def relay(
+    reads: list[bytes], *, chunked_client: bool = True, paused: bool = False, queued: int = 0
+) -> Relayed:
     """Feed ``reads`` (after the response head) through a connection and a pipe."""
     loop = asyncio.new_event_loop()
     try:
         upstream_socket, client_socket = _Socket(), _Socket()
+        client_socket.queued = queued
         connection = UpstreamConnection(loop, read_timeout=60.0)
         connection.connection_made(upstream_socket)  # type: ignore[arg-type]
         head = connection.send(b"POST / HTTP/1.1\r\n\r\n", b"{}", head_only=False)
@@ -102,6 +106,7 @@ def relay(reads: list[bytes], *, chunked_client: bool = True, paused: bool = Fal
             outcome,
             reusable,
             meter.events,
+            upstream_socket.reading,
             pipe,
         )
     finally:
@@ -258,6 +263,15 @@ def test_a_paused_client_pauses_the_upstream_on_the_fast_path() -> None:
         connection.close()
     finally:
         loop.close()
+
+
+def test_a_body_ending_on_a_paused_read_leaves_the_connection_reading() -> None:
+    """The read that fills the client's buffer may also end the body: the handler then never
+    drains, so the pooled connection must not stay paused (its next response would hang)."""
+    relayed = relay([chunk(EVENTS[0]) + LAST], paused=True, queued=1)
+    assert relayed.outcome is ENDED
+    assert relayed.reusable
+    assert relayed.upstream_reading
 
 
 @given(

@@ -219,6 +219,22 @@ async def test_silence_before_the_head_and_refused_connect_raise() -> None:
     assert refused.value.kind == "connect"
 
 
+@pytest.mark.parametrize("idle", [0.0, 0.3], ids=["timer-running", "timer-lapsed"])
+async def test_silence_on_a_reused_connection_times_out(idle: float) -> None:
+    """The connection's silence timer outlives a request (or lapses while the connection is
+    idle): either way the next request on it is still bounded."""
+    answers = [CHUNKED_OK, []]
+    async with scripted_server(lambda _: answers.pop(0)) as (scripted, url):
+        pool = _pool(url, read_timeout=0.2)
+        assert (await _fetch(pool))[:3] == (200, b"abc", None)
+        await asyncio.sleep(idle)
+        with pytest.raises(UpstreamError) as silent:
+            await pool.request("GET", "/", CIMultiDict(), b"")
+        await pool.close()
+    assert silent.value.kind == "timeout"
+    assert scripted.connections == 1
+
+
 async def test_garbage_instead_of_a_head_is_a_disconnect() -> None:
     """A response that is not HTTP/1.x fails the request cleanly."""
     async with scripted_server(lambda _: [b"SSH-2.0-OpenSSH\r\n\r\n"]) as (_, url):
