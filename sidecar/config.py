@@ -180,6 +180,12 @@ class Settings:
     upload_retry_max_seconds: float = setting(
         default=30.0, gt=0, le=3600, description="Cap of the jittered exponential retry delay."
     )
+    sample_max_response_bytes: int = setting(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="Response bytes kept per request for the sampler; past it only the first "
+        "ones are (the record says truncated). Bounds memory under long streams.",
+    )
     sample_queue_max_records: int = setting(
         default=1000, ge=1, description="Kept exchanges waiting in memory to be spooled."
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 from sidecar.proxy import metrics
 from sidecar.proxy.observe import (
+    TAIL_WINDOW,
     StreamMeter,
     StreamShape,
     estimated_completion_tokens,
@@ -35,6 +36,8 @@ from sidecar.sampling.exchange import Exchange, Sampler
 CLIENT_CLOSED = 499
 """Status label (nginx's convention) for requests whose client went away first."""
 _GONE = frozenset({"client_disconnect", "shutdown"})
+DEFAULT_BODY_LIMIT = 4 * 1024 * 1024
+"""``sample_max_response_bytes``'s default, for flights made without settings (tests)."""
 
 
 class Flight:
@@ -42,6 +45,7 @@ class Flight:
 
     __slots__ = (
         "body",
+        "body_limit",
         "complete",
         "encoded",
         "end",
@@ -55,12 +59,14 @@ class Flight:
         "path",
         "request_body",
         "request_id",
+        "response_truncated",
         "sampled",
         "shape",
         "started_at",
         "status",
         "streamed",
         "t0",
+        "tail",
         "upstream",
     )
 
@@ -80,7 +86,14 @@ class Flight:
         self.encoded = False
         self.body = bytearray()
         """The response body as relayed, in one growing buffer: thousands of small ``bytes``
-        per stream would scatter over the allocator's arenas and keep the peak RSS."""
+        per stream would scatter over the allocator's arenas and keep the peak RSS. Handed to
+        the sampler as it is (no copy); only its first ``body_limit`` bytes are kept."""
+        self.body_limit = DEFAULT_BODY_LIMIT
+        """Response bytes kept for the sampler (``sample_max_response_bytes``)."""
+        self.tail = bytearray()
+        """Past ``body_limit``: the last bytes (at least :data:`TAIL_WINDOW`), for usage and
+        finish_reason, which vLLM sends last."""
+        self.response_truncated = False
         self.meter: StreamMeter | None = None
         self.shape: StreamShape | None = None
         self.upstream: UpstreamResponse | None = None
@@ -88,6 +101,14 @@ class Flight:
         self.end: float | None = None
         self.complete = False
         self.error: str | None = None
+
+    def keep_tail(self, piece: bytes) -> None:
+        """Keep ``piece`` in the rolling tail (the body is at its limit)."""
+        self.response_truncated = True
+        tail = self.tail
+        tail += piece
+        if len(tail) > 2 * TAIL_WINDOW:
+            del tail[: len(tail) - TAIL_WINDOW]
 
     def head_decision(self, sampler: Sampler) -> bool:
         """The sampler's head decision; False (and counted) if the sampler raises."""
@@ -131,14 +152,15 @@ class Flight:
         if self.upstream is not None:
             metrics.OVERHEAD_SECONDS.observe(self.overhead)
 
-        chunks = [bytes(self.body)] if self.body else []
+        chunks: list[bytes | bytearray] = [self.body] if self.body else []
+        scanned = [*chunks, self.tail] if self.tail else chunks
         ttft: float | None = None
         meter = self.meter
         if meter is not None and meter.first_content_at is not None:
             ttft = meter.first_content_at - self.t0
         finish_reason: str | None = None
         if served and self.upstream is not None and not self.encoded:
-            finish_reason = self._observe_served(model_label, key_label, end, ttft, chunks)
+            finish_reason = self._observe_served(model_label, key_label, end, ttft, scanned)
 
         exchange = Exchange(
             request_id=self.request_id,
@@ -155,6 +177,7 @@ class Flight:
             e2e_seconds=end - self.t0,
             finish_reason=finish_reason,
             error=self.error,
+            response_truncated=self.response_truncated,
         )
         try:
             sampler.offer(exchange, sampled=self.sampled)
@@ -167,7 +190,7 @@ class Flight:
         key_label: str,
         end: float,
         ttft: float | None,
-        chunks: list[bytes],
+        chunks: list[bytes | bytearray],
     ) -> str | None:
         """Latency and token histograms of a fully relayed success; returns the finish reason."""
         metrics.E2E_LATENCY_SECONDS.labels(model_label, key_label).observe(end - self.t0)

@@ -178,7 +178,7 @@ class StreamMeter:
         return True
 
 
-def tail_of(chunks: Sequence[bytes], window: int = TAIL_WINDOW) -> bytes:
+def tail_of(chunks: Sequence[bytes | bytearray], window: int = TAIL_WINDOW) -> bytes | bytearray:
     """The last bytes of a response: the last chunk(s) until ``window`` bytes (one small join)."""
     if not chunks:
         return b""
@@ -204,7 +204,7 @@ class Usage:
     completion_tokens: int | None
 
 
-def find_usage(tail: bytes, window: int = TAIL_WINDOW) -> Usage | None:
+def find_usage(tail: bytes | bytearray, window: int = TAIL_WINDOW) -> Usage | None:
     """The last non-null ``usage`` object in the final ``window`` bytes of ``tail``, if any.
 
     ``"usage":`` cannot occur inside a JSON string (quotes there are escaped), so every hit is a
@@ -230,7 +230,7 @@ def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def find_finish_reason(tail: bytes, window: int = TAIL_WINDOW) -> str | None:
+def find_finish_reason(tail: bytes | bytearray, window: int = TAIL_WINDOW) -> str | None:
     """The last non-null ``finish_reason`` in the final ``window`` bytes of ``tail``."""
     floor = max(len(tail) - window, 0)
     end = len(tail)
@@ -245,18 +245,20 @@ def find_finish_reason(tail: bytes, window: int = TAIL_WINDOW) -> str | None:
     return None
 
 
-def _skip_space(data: bytes, position: int) -> int:
+def _skip_space(data: bytes | bytearray, position: int) -> int:
     while position < len(data) and data[position] in b" \t\r\n":
         position += 1
     return position
 
 
-def ended_with_done(tail: bytes) -> bool:
+def ended_with_done(tail: bytes | bytearray) -> bool:
     """Whether a stream ended with vLLM's ``data: [DONE]`` terminator."""
     return tail.rstrip(b"\r\n").endswith(_DONE)
 
 
-def estimated_completion_tokens(meter: StreamMeter, shape: StreamShape, tail: bytes) -> int | None:
+def estimated_completion_tokens(
+    meter: StreamMeter, shape: StreamShape, tail: bytes | bytearray
+) -> int | None:
     """Content events of a chat/completions stream that carried no usage object."""
     if not shape.counts_tokens:
         return None

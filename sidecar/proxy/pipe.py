@@ -45,6 +45,7 @@ class Pipe:
         "_chunked",
         "_first",
         "_flight",
+        "_limit",
         "_outcome",
         "_protocol",
         "_transport",
@@ -75,12 +76,13 @@ class Pipe:
         self._outcome: Outcome | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.body = flight.body
+        self._limit = flight.body_limit
         self.meter = meter
 
     def note(self, piece: bytes, arrived: float) -> None:
         """Account for body bytes the handler writes itself (the first ones, with the headers)."""
         self._first = False
-        self.body += piece
+        self._keep(piece)
         if self.meter is not None:
             self.meter.feed(piece, arrived)
 
@@ -92,7 +94,11 @@ class Pipe:
         """One read: ``wire`` goes out as it is to a chunked client (vLLM's chunks are valid
         chunks of the client's response too), ``piece`` to any other."""
         arrived = perf_counter()
-        self.body += piece
+        body = self.body
+        if len(body) < self._limit:
+            body += piece
+        else:
+            self._flight.keep_tail(piece)
         meter = self.meter
         if meter is not None:
             meter.feed(piece, arrived)
@@ -109,6 +115,12 @@ class Pipe:
         if transport.get_write_buffer_size() and self._protocol.writing_paused:
             self._upstream.pause_reading()
             self._settle(BACKPRESSURE)
+
+    def _keep(self, piece: bytes) -> None:
+        if len(self.body) < self._limit:
+            self.body += piece
+        else:
+            self._flight.keep_tail(piece)
 
     def end(self) -> None:
         self._settle(ENDED)

@@ -35,7 +35,7 @@ from aiohttp import HttpVersion11, hdrs, web
 
 from sidecar.proxy import metrics
 from sidecar.proxy.errors import error_response, sse_error_events
-from sidecar.proxy.flight import CLIENT_CLOSED, Flight
+from sidecar.proxy.flight import CLIENT_CLOSED, DEFAULT_BODY_LIMIT, Flight
 from sidecar.proxy.headers import REQUEST_ID, client_headers, new_request_id, upstream_headers
 from sidecar.proxy.keys import KeyRing, requires_key
 from sidecar.proxy.observe import StreamMeter, shape_for
@@ -65,12 +65,14 @@ class ProxyHandler:
         key_ring: KeyRing | None,
         upstream_key: str | None,
         max_body_bytes: int,
+        max_response_bytes: int = DEFAULT_BODY_LIMIT,
         models: metrics.ModelLabels | None = None,
     ) -> None:
         self._sampler = sampler
         self._keys = key_ring
         self._upstream_authorization = f"Bearer {upstream_key}" if upstream_key else None
         self._max_body = max_body_bytes
+        self._max_response = max_response_bytes
         self._models = models or metrics.ModelLabels()
         self._log = structlog.get_logger("sidecar.proxy")
         self.session: UpstreamPool | None = None
@@ -81,6 +83,7 @@ class ProxyHandler:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Relay one request; never raises except to propagate cancellation."""
         flight = Flight(perf_counter(), time.time(), request.method, request.path)
+        flight.body_limit = self._max_response
         metrics.IN_FLIGHT.inc()
         try:
             return await self._serve(request, flight)

@@ -82,6 +82,7 @@ def build_proxy_app(
         key_ring=load_key_ring(settings.api_keys_file),
         upstream_key=load_upstream_key(settings.upstream_api_key_file),
         max_body_bytes=settings.max_body_bytes,
+        max_response_bytes=settings.sample_max_response_bytes,
     )
     # aiohttp rejects a body once its size reaches client_max_size; +1 makes the limit inclusive.
     app = web.Application(client_max_size=settings.max_body_bytes + 1)

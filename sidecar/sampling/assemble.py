@@ -71,7 +71,7 @@ def _inflate(data: bytes) -> bytes:
         return data
 
 
-def decode(chunks: Sequence[bytes] | bytes) -> str:
+def decode(chunks: Sequence[bytes | bytearray] | bytes) -> str:
     """Bytes to text (gzip undone); invalid UTF-8 becomes U+FFFD rather than an error."""
     data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
     if data.startswith(GZIP_MAGIC):
@@ -466,7 +466,7 @@ def assemble_body(text: str) -> Assembled:
     return result
 
 
-def assemble(chunks: Sequence[bytes] | bytes, *, streamed: bool) -> Assembled:
+def assemble(chunks: Sequence[bytes | bytearray] | bytes, *, streamed: bool) -> Assembled:
     """Assemble whatever came back; a "stream" that is really a JSON error body is handled too."""
     text = decode(chunks)
     stripped = text.lstrip()

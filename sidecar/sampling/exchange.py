@@ -24,8 +24,10 @@ class Exchange:
     key_name: str | None
     status: int
     request_body: bytes
-    response_chunks: Sequence[bytes]
-    """The response body exactly as relayed: SSE bytes when ``streamed``, else the JSON body."""
+    response_chunks: Sequence[bytes | bytearray]
+    """The response body exactly as relayed: SSE bytes when ``streamed``, else the JSON body
+    (only its first ``sample_max_response_bytes`` when ``response_truncated``). Never mutated
+    once offered."""
     streamed: bool
     started_at: float
     """Wall-clock seconds when the proxy received the request."""
@@ -36,6 +38,8 @@ class Exchange:
     error: str | None = None
     """Proxy-side failure: ``upstream_connect``, ``upstream_timeout``, ``client_disconnect``..."""
     extra: dict[str, str] = field(default_factory=dict)
+    response_truncated: bool = False
+    """The proxy kept only the start of a response longer than ``sample_max_response_bytes``."""
 
 
 class Sampler(Protocol):

@@ -156,7 +156,7 @@ def _prepare(
         "vllm_version": vllm_version,
         "key_name": exchange.key_name,
         "redactions": sum(spans.values()),
-        "truncated": request_cut or assembled.truncated,
+        "truncated": request_cut or assembled.truncated or exchange.response_truncated,
         "request": clean_request,
         "response": clean_response,
     }

@@ -189,3 +189,42 @@ def test_endpoint_labels_are_route_templates() -> None:
     assert endpoint_label("/v1/models/abc") == "/v1/models/{id}"
     assert endpoint_label("/health") == "/health"
     assert endpoint_label("/random/probe/123") == "other"
+
+
+async def test_a_long_response_keeps_only_its_start_for_the_sampler(
+    make_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """Past sample_max_response_bytes the client still gets every byte, the sampler the start
+    (flagged), and usage and finish_reason still come from the end of the stream."""
+    sampler = RecordingSampler(sample=True)
+    proxied = await make_proxy(sampler=sampler, sample_max_response_bytes=4096)
+    body = {**CHAT, "max_tokens": 2000, "stream": True, "stream_options": {"include_usage": True}}
+    completions_before = _histogram("completion_tokens")
+    async with http.post(f"{proxied.url}/v1/chat/completions", json=body) as response:
+        relayed = await response.read()
+    await wait_until(lambda: sampler.offers)
+    ((stream, _),) = sampler.offers
+    kept = b"".join(stream.response_chunks)
+    assert len(relayed) > 400 * 1024
+    assert relayed.endswith(b"data: [DONE]\n\n")
+    assert relayed.startswith(kept)
+    # The limit, plus the read that crossed it (here what arrived before the relay attached).
+    assert 4096 <= len(kept) < len(relayed) // 3
+    assert stream.response_truncated
+    assert stream.finish_reason == "length"
+    count, total = _histogram("completion_tokens")
+    assert (count, total) == (completions_before[0] + 1, completions_before[1] + 2000)
+
+
+async def test_a_response_within_the_limit_is_kept_whole(
+    make_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    sampler = RecordingSampler(sample=True)
+    proxied = await make_proxy(sampler=sampler, sample_max_response_bytes=1024 * 1024)
+    body = {**CHAT, "max_tokens": 400, "stream": True}
+    async with http.post(f"{proxied.url}/v1/chat/completions", json=body) as response:
+        relayed = await response.read()
+    await wait_until(lambda: sampler.offers)
+    ((stream, _),) = sampler.offers
+    assert b"".join(stream.response_chunks) == relayed
+    assert not stream.response_truncated

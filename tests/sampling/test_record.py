@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -128,3 +129,33 @@ def test_a_redactor_that_raises_fails_closed() -> None:
     """Any exception inside the redactor surfaces as RedactionError (the record is dropped)."""
     with pytest.raises(RedactionError):
         _build(redactor=ExplodingRedactor())
+
+
+def test_a_response_the_proxy_cut_short_is_marked_truncated() -> None:
+    """The proxy kept only the start of a long stream: the record says so and keeps that start."""
+    whole = b"".join(chat_stream("alpha ", "beta ", "gamma"))
+    start = whole[: whole.index(b"beta")]  # cut inside an event, as the byte limit does
+    cut = replace(
+        exchange(
+            "req-1", request_body=chat_request("hi", stream=True), response_chunks=[start],
+            streamed=True,
+        ),
+        response_truncated=True,
+    )  # fmt: skip
+    record = build_record(
+        cut,
+        reason="random",
+        rate=0.01,
+        redactor=Redactor(),
+        deployment="green",
+        pod="pod-a",
+        sidecar_version="9.9.9",
+        vllm_version="0.33.0",
+    )
+    assert record.truncated is True
+    assert record.response.choices[0].text == "alpha "
+    assert record.response.stream_complete is not True
+    untouched = _build(
+        request_body=chat_request("hi", stream=True), response_chunks=[whole], streamed=True
+    )
+    assert untouched.truncated is False
