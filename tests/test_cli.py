@@ -36,7 +36,7 @@ def test_run_does_not_import_the_tools_it_does_not_use() -> None:
         "import sidecar.app, sidecar.logs\n"
         "heavy = ['numpy', 'duckdb', 'matplotlib', 'scipy', 'boto3', 'sidecar.emulator',\n"
         "         'sidecar.loadgen', 'sidecar.samples', 'sidecar.demo', 'sidecar.top', 'rich',\n"
-        "         'pydantic']\n"
+        "         'pydantic', 'yaml']\n"
         "print(','.join(name for name in heavy if sys.modules.get(name) is not None))\n"
     )
     loaded = subprocess.run(

@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 from typing import Final
 
-import yaml
 
 from sidecar.config import ConfigError
 
@@ -73,6 +72,8 @@ def load_key_ring(path: Path | None) -> KeyRing | None:
     """Read ``api_keys_file``; None when no file is configured (inbound keys off)."""
     if path is None:
         return None
+    import yaml  # only with a keys file: ~1 MB the process otherwise does without
+
     setting = "api_keys_file"
     try:
         data = yaml.safe_load(_read(path, setting))
