@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 from typing import Final
 
-
 from sidecar.config import ConfigError
 
 GUARDED_PREFIXES: Final = ("/v1", "/v2", "/inference", "/cohere")
