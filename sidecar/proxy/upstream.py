@@ -211,6 +211,13 @@ class UpstreamConnection(asyncio.Protocol):
         elif isinstance(outcome, BaseException):
             sink.fail(outcome)
 
+    def detach(self) -> None:
+        """Forget the finished response's sink and bytes: an idle pooled connection must not
+        keep the last request's body (and through the sink, its prompt) alive."""
+        self._sink = None
+        self._early = []
+        self._early_outcome = None
+
     def pause_reading(self) -> None:
         """Stop reading from vLLM (the client is behind); silence is not counted meanwhile."""
         if not self._paused and self.transport is not None and not self.closed:
@@ -513,6 +520,7 @@ class UpstreamPool:
             return
         self._busy.discard(connection)
         self._slots.release()
+        connection.detach()
         if reuse and connection.reusable and connection.at_rest and not self.closed:
             expiry = asyncio.get_running_loop().call_later(
                 self._keepalive, self._expire, connection

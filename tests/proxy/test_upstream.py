@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -297,4 +299,59 @@ async def test_a_client_that_stops_reading_stops_the_upstream() -> None:
         await asyncio.wait_for(finished.wait(), 5)
     finally:
         await proxy.stop()
+        await runner.cleanup()
+
+
+async def test_an_idle_pooled_connection_keeps_nothing_of_the_last_response() -> None:
+    """Given back to the pool, a connection drops its sink: the finished request's body and
+    prompt (reachable through it) must not live on for as long as the connection idles."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="x" * 10_000)
+
+    app = web.Application()
+    app.router.add_post("/v1/x", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    pool = UpstreamPool(
+        f"http://127.0.0.1:{port}",
+        max_connections=2,
+        keepalive_seconds=60,
+        connect_timeout=5,
+        read_timeout=5,
+    )
+
+    class Sink:
+        def __init__(self) -> None:
+            self.body = bytearray()
+            self.done = asyncio.Event()
+
+        def data(self, piece: bytes) -> None:
+            self.body += piece
+
+        def chunks(self, wire: bytes, piece: bytes) -> None:
+            self.body += piece
+
+        def end(self) -> None:
+            self.done.set()
+
+        def fail(self, error: BaseException) -> None:
+            self.done.set()
+
+    try:
+        response = await pool.request("POST", "/v1/x", CIMultiDict(), b"{}")
+        sink = Sink()
+        response.connection.attach(sink)
+        await sink.done.wait()
+        assert len(sink.body) == 10_000
+        response.release()
+        gone = weakref.ref(sink)
+        del sink
+        gc.collect()
+        assert gone() is None
+    finally:
+        await pool.close()
         await runner.cleanup()
