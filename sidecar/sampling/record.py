@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, Unpack
 
 from sidecar.sampling.assemble import MAX_TEXT_CHARS, Assembled, assemble, decode, parse_json_body
 from sidecar.sampling.decision import SampleReason
@@ -101,6 +101,19 @@ class _Cleaned:
     model_name: str | None
 
 
+class RecordContext(TypedDict):
+    """What a record needs besides the exchange (the keyword arguments of the builders)."""
+
+    reason: SampleReason
+    rate: float
+    redactor: Redactor
+    deployment: str
+    pod: str
+    sidecar_version: str
+    vllm_version: str | None
+    counts: NotRequired[Counter[str] | None]
+
+
 def _prepare(
     exchange: Exchange,
     *,
@@ -111,7 +124,7 @@ def _prepare(
     pod: str,
     sidecar_version: str,
     vllm_version: str | None,
-    counts: Counter[str] | None,
+    counts: Counter[str] | None = None,
 ) -> _Cleaned:
     request, request_cut = request_tree(exchange.request_body)
     assembled = assemble(exchange.response_chunks, streamed=exchange.streamed)
@@ -174,32 +187,9 @@ def _validated(cleaned: _Cleaned) -> SampleRecord:
     return SampleRecord(**fields)
 
 
-def build_record(
-    exchange: Exchange,
-    *,
-    reason: SampleReason,
-    rate: float,
-    redactor: Redactor,
-    deployment: str,
-    pod: str,
-    sidecar_version: str,
-    vllm_version: str | None,
-    counts: Counter[str] | None = None,
-) -> SampleRecord:
+def build_record(exchange: Exchange, **context: Unpack[RecordContext]) -> SampleRecord:
     """Assemble, redact and validate one record; raises RedactionError when it is not clean."""
-    return _validated(
-        _prepare(
-            exchange,
-            reason=reason,
-            rate=rate,
-            redactor=redactor,
-            deployment=deployment,
-            pod=pod,
-            sidecar_version=sidecar_version,
-            vllm_version=vllm_version,
-            counts=counts,
-        )
-    )
+    return _validated(_prepare(exchange, **context))
 
 
 FLOAT_FIELDS = ("started_at_unix", "ttft_seconds", "e2e_seconds", "sample_rate")
@@ -242,34 +232,13 @@ def _plain_json(cleaned: _Cleaned, redactor: Redactor) -> bytes | None:
         return None
 
 
-def build_payload(
-    exchange: Exchange,
-    *,
-    reason: SampleReason,
-    rate: float,
-    redactor: Redactor,
-    deployment: str,
-    pod: str,
-    sidecar_version: str,
-    vllm_version: str | None,
-    counts: Counter[str] | None = None,
-) -> tuple[str | None, bytes]:
+def build_payload(exchange: Exchange, **context: Unpack[RecordContext]) -> tuple[str | None, bytes]:
     """The record's model name and JSON line, what :func:`build_record` would give through
     ``model_dump_json`` (see :func:`_plain_json`), but with plain ``json``: pydantic validation
     and serialisation cost more than the rest of a record, and importing pydantic ~10 MB of
     RSS. Raises RedactionError like it."""
-    cleaned = _prepare(
-        exchange,
-        reason=reason,
-        rate=rate,
-        redactor=redactor,
-        deployment=deployment,
-        pod=pod,
-        sidecar_version=sidecar_version,
-        vllm_version=vllm_version,
-        counts=counts,
-    )
-    payload = _plain_json(cleaned, redactor)
+    cleaned = _prepare(exchange, **context)
+    payload = _plain_json(cleaned, context["redactor"])
     if payload is None:
         payload = _validated(cleaned).model_dump_json().encode("utf-8")
     return cleaned.model_name, payload
