@@ -302,25 +302,22 @@ def goals(table: Sequence[Row], extra: Mapping[str, Any]) -> list[Goal]:
         )
     outage = by_name.get("sidecar-s3-outage")
     if outage is not None:
-        # Noise: the larger round-to-round spread (max - min) of the two targets.
-        noise = max(
-            _spread(side.cpu_per_m_saturation_rounds), _spread(outage.cpu_per_m_saturation_rounds)
-        )
-        change = outage.cpu_per_m_saturation - side.cpu_per_m_saturation
         out.append(
-            Goal(
+            _within_noise(
                 "S3 outage: CPU per event changes by less than round-to-round noise",
-                f"{change:+.2f} s per 1M (noise {noise:.2f})",
-                abs(change) <= noise if math.isfinite(noise) else None,
+                side.cpu_per_m_saturation_rounds,
+                outage.cpu_per_m_saturation_rounds,
+                "s per 1M",
+                ".2f",
             )
         )
-        noise = max(_spread(side.added_idle_p50_rounds), _spread(outage.added_idle_p50_rounds))
-        change = outage.added_idle_p50_ms - side.added_idle_p50_ms
         out.append(
-            Goal(
+            _within_noise(
                 "S3 outage: added TTFT p50 changes by less than round-to-round noise",
-                f"{change:+.3f} ms (noise {noise:.3f})",
-                abs(change) <= noise if math.isfinite(noise) else None,
+                side.added_idle_p50_rounds,
+                outage.added_idle_p50_rounds,
+                "ms",
+                ".3f",
             )
         )
     scrape = extra.get("scrape_cost")
@@ -334,6 +331,19 @@ def goals(table: Sequence[Row], extra: Mapping[str, Any]) -> list[Goal]:
             )
         )
     return out
+
+
+def _within_noise(
+    label: str, base: Sequence[float], changed: Sequence[float], unit: str, fmt: str
+) -> Goal:
+    """Whether the medians differ by less than the larger round-to-round spread (max - min)."""
+    noise = max(_spread(base), _spread(changed))
+    change = _median(changed) - _median(base)
+    return Goal(
+        label,
+        f"{change:+{fmt}} {unit} (noise {noise:{fmt}})",
+        abs(change) <= noise if math.isfinite(noise) else None,
+    )
 
 
 def _spread(values: Sequence[float]) -> float:
