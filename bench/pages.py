@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-SHARED_VLLM = Path(__file__).resolve().parents[2] / "shared" / "vllm"
-"""The project's reference pages (rendered from vLLM's metric definitions), beside the checkout."""
-V1_PAGE = SHARED_VLLM / "v1-1model.prom"
-V06_PAGE = SHARED_VLLM / "v0.6.3-multiproc.prom"
+REFERENCE_PAGES = Path(__file__).resolve().parents[1] / "tests" / "data" / "vllm"
+"""The project's reference pages (rendered from vLLM's metric definitions), in the test data."""
+V1_PAGE = REFERENCE_PAGES / "v1-1model.prom"
+V06_PAGE = REFERENCE_PAGES / "v0.6.3-multiproc.prom"
 
 _ENGINE_ZERO = 'engine="0"'
 _SCALED_TYPES = frozenset({"counter", "histogram"})
@@ -26,13 +26,13 @@ _SAMPLE = re.compile(r"^(?P<series>[^ {]+(?:\{.*\})?) (?P<value>\S+)(?P<rest>.*)
 
 
 def read_page(path: Path) -> str:
-    """A page as text; a clear error when the reference data is not beside the checkout."""
+    """A page as text; a clear error when the reference data is missing."""
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(
             f"reference page {path} not found: the benchmarks read vLLM pages from "
-            f"{SHARED_VLLM} (or pass another page with --metrics-page)"
+            f"{REFERENCE_PAGES} (or pass another page with --metrics-page)"
         ) from None
 
 

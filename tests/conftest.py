@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import SHARED, Processes, free_port, wait_for_port
+from tests.support import TEST_DATA, Processes, free_port, wait_for_port
 
-__all__ = ["SHARED", "Processes", "free_port", "wait_for_port"]
+__all__ = ["TEST_DATA", "Processes", "free_port", "wait_for_port"]
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def processes() -> Iterator[Processes]:
 
 
 @pytest.fixture
-def shared_dir() -> Path:
-    """Path of ../shared (read-only test data)."""
-    assert SHARED.is_dir(), f"missing shared test data at {SHARED}"
-    return SHARED
+def test_data() -> Path:
+    """Path of tests/data (read-only test data copied into the repo)."""
+    assert TEST_DATA.is_dir(), f"missing test data at {TEST_DATA}"
+    return TEST_DATA

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -9,11 +10,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-"""The read-only test data beside the checkout (vLLM pages, conformance corpus, CRD schemas)."""
+TEST_DATA = Path(__file__).resolve().parent / "data"
+"""Test data copied into the repo (vLLM pages, OpenMetrics corpus, CRDs); see data/README.md."""
 
 
 def free_port() -> int:
@@ -21,6 +22,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def wait_until(condition: Callable[[], object], within: float = 10.0) -> None:
+    """Poll ``condition`` every few milliseconds; fail the test if it stays false ``within`` s.
+
+    The one way tests wait for something to happen: no fixed sleeps as synchronisation.
+    """
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {within} s"
+        await asyncio.sleep(0.005)
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:

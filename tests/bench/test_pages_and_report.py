@@ -14,18 +14,18 @@ def _parse(page: str, at: float = 0.0):  # type: ignore[no-untyped-def]
     return parse_snapshot(page.encode(), scrape_cost.CONTENT_TYPE, timestamp=at, monotonic=at)
 
 
-def test_more_engines_multiply_the_series(shared_dir: Path) -> None:
+def test_more_engines_multiply_the_series(test_data: Path) -> None:
     """An 8-engine page parses, with eight times the per-engine series of the reference page."""
-    page = (shared_dir / "vllm" / "v1-1model.prom").read_text()
+    page = (test_data / "vllm" / "v1-1model.prom").read_text()
     one, eight = _parse(page), _parse(with_engines(page, 8))
     assert {key.engine for key in eight.gauges["kv_cache_usage"]} == {str(e) for e in range(8)}
     for name, series in one.histograms.items():
         assert len(eight.histograms[name]) == 8 * len(series)
 
 
-def test_grown_snapshot_equals_parsing_the_advanced_page(shared_dir: Path) -> None:
+def test_grown_snapshot_equals_parsing_the_advanced_page(test_data: Path) -> None:
     """The scrape-cost history (counters scaled in memory) is what a real later scrape gives."""
-    page = (shared_dir / "vllm" / "v1-1model.prom").read_text()
+    page = (test_data / "vllm" / "v1-1model.prom").read_text()
     parsed = _parse(advanced(page, 1.5), at=5.0)
     grown = scrape_cost._grown(_parse(page), 1.5, 5.0)
     assert grown.counters == parsed.counters

@@ -108,9 +108,9 @@ def _merge_into(target: dict[str, Any], layer: Mapping[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
-def crd_schema(shared: Path, plural: str) -> dict[str, Any]:
-    """The ``openAPIV3Schema`` of one Prometheus Operator CRD in ``shared/k8s-crds``."""
-    path = shared / "k8s-crds" / f"monitoring.coreos.com_{plural}.yaml"
+def crd_schema(test_data: Path, plural: str) -> dict[str, Any]:
+    """The ``openAPIV3Schema`` of one Prometheus Operator CRD in ``test_data/k8s-crds``."""
+    path = test_data / "k8s-crds" / f"monitoring.coreos.com_{plural}.yaml"
     crd = yaml.safe_load(path.read_text("utf-8"))
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
@@ -134,13 +134,13 @@ def closed(schema: Any) -> Any:
     return result
 
 
-def validate_custom_object(obj: Mapping[str, Any], shared: Path, plural: str) -> None:
+def validate_custom_object(obj: Mapping[str, Any], test_data: Path, plural: str) -> None:
     """Validate a rendered ServiceMonitor/PodMonitor/PrometheusRule against its CRD, strictly.
 
     Draft 7 semantics without checking the schema itself: the CRDs carry Go regular expressions
     (``^(?i)...``) that Python's metaschema check would refuse.
     """
-    schema = closed(crd_schema(shared, plural))
+    schema = closed(crd_schema(test_data, plural))
     jsonschema.Draft7Validator(schema).validate(dict(obj))
 
 

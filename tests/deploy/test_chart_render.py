@@ -57,25 +57,25 @@ def test_core_objects_validate(case: str, kube_version: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_monitoring_objects_validate_against_the_crds(case: str, shared_dir: Path) -> None:
+def test_monitoring_objects_validate_against_the_crds(case: str, test_data: Path) -> None:
     """ServiceMonitor, PodMonitor and PrometheusRule objects fit the Prometheus Operator CRDs."""
     for obj in render(CASES[case]).objects:
         if not obj["apiVersion"].startswith(MONITORING_GROUP):
             continue
         assert obj["apiVersion"] == "monitoring.coreos.com/v1"
-        validate_custom_object(obj, shared_dir, CRD_PLURALS[obj["kind"]])
+        validate_custom_object(obj, test_data, CRD_PLURALS[obj["kind"]])
 
 
-def test_crd_validation_catches_a_broken_monitor(shared_dir: Path) -> None:
+def test_crd_validation_catches_a_broken_monitor(test_data: Path) -> None:
     """The CRD check is real: a bad enum value and a misspelt field are both rejected."""
     monitor = render(CASES["monitoring-only"]).one("ServiceMonitor")
     monitor["spec"]["endpoints"][0]["scheme"] = "gopher"
     with pytest.raises(jsonschema.ValidationError, match="gopher"):
-        validate_custom_object(monitor, shared_dir, "servicemonitors")
+        validate_custom_object(monitor, test_data, "servicemonitors")
     del monitor["spec"]["endpoints"][0]["scheme"]
     monitor["spec"]["endpoints"][0]["scrapeTimout"] = "10s"
     with pytest.raises(jsonschema.ValidationError, match="scrapeTimout"):
-        validate_custom_object(monitor, shared_dir, "servicemonitors")
+        validate_custom_object(monitor, test_data, "servicemonitors")
 
 
 def test_each_case_renders_the_expected_objects() -> None:

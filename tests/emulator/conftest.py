@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -78,14 +76,6 @@ def value(families: list[Metric], sample_name: str, **labels: str) -> float:
                 found = True
     assert found, f"no sample {sample_name} {labels}"
     return total
-
-
-async def wait_until(condition: Callable[[], object], within: float = 5.0) -> None:
-    """Poll ``condition`` every few milliseconds; fail if it stays false for ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 def chat_body(emulator: Emulator, content: str = "Hello there", **extra: Any) -> dict[str, Any]:

@@ -7,8 +7,9 @@ import aiohttp
 from sidecar.emulator import Emulator
 from sidecar.loadgen import LoadOptions, run_load
 from sidecar.loadgen.client import Endpoint
-from tests.emulator.conftest import EmulatorFactory, scrape, value, wait_until
+from tests.emulator.conftest import EmulatorFactory, scrape, value
 from tests.emulator.invariants import check_histograms, check_quiet_engine, counter_values
+from tests.support import wait_until
 
 
 async def test_invariants_hold_after_load_and_counters_are_monotonic(

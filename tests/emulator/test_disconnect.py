@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 
 from sidecar.emulator import Emulator
-from tests.emulator.conftest import EmulatorFactory, chat_body, scrape, value, wait_until
+from tests.emulator.conftest import EmulatorFactory, chat_body, scrape, value
+from tests.support import wait_until
 
 LONG = {"max_tokens": 2000, "ignore_eos": True, "stream": True}
 

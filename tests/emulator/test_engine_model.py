@@ -10,7 +10,7 @@ from sidecar.emulator import EmulatorOptions
 from sidecar.emulator.controls import Controls
 from sidecar.emulator.engine import Engine
 from sidecar.emulator.request import EngineRequest
-from tests.emulator.conftest import wait_until
+from tests.support import wait_until
 
 
 def _requests(count: int, prompt_len: int, tokens: int) -> list[EngineRequest]:

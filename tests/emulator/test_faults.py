@@ -12,7 +12,8 @@ import pytest
 
 from sidecar.emulator import Emulator
 from sidecar.emulator.text import REFUSAL
-from tests.emulator.conftest import EmulatorFactory, chat_body, scrape, value, wait_until
+from tests.emulator.conftest import EmulatorFactory, chat_body, scrape, value
+from tests.support import wait_until
 
 
 async def _faults(http: aiohttp.ClientSession, emulator: Emulator, **faults: Any) -> Any:

@@ -16,10 +16,10 @@ from tests.emulator.conftest import EmulatorFactory, by_name, scrape
 _ROW = re.compile(r"^\| `(vllm:[a-z0-9_:]+)` \| (\w+) \| ([^|]*) \| ([^|]*) \| (.*) \|$")
 
 
-def _families_table(shared_dir: Path) -> dict[str, dict[str, object]]:
+def _families_table(test_data: Path) -> dict[str, dict[str, object]]:
     """families-0.33.0.md as {exposed name: type, labels, buckets, help}."""
     table: dict[str, dict[str, object]] = {}
-    for line in (shared_dir / "vllm" / "families-0.33.0.md").read_text().splitlines():
+    for line in (test_data / "vllm" / "families-0.33.0.md").read_text().splitlines():
         match = _ROW.match(line)
         if not match:
             continue
@@ -53,10 +53,10 @@ def _buckets(family: Metric) -> list[str]:
 
 
 async def test_every_033_family_has_its_type_labels_buckets_and_help(
-    start_emulator: EmulatorFactory, http: aiohttp.ClientSession, shared_dir: Path
+    start_emulator: EmulatorFactory, http: aiohttp.ClientSession, test_data: Path
 ) -> None:
     """Each family of families-0.33.0.md is on the page exactly as listed; no other vllm: one."""
-    table = _families_table(shared_dir)
+    table = _families_table(test_data)
     assert len(table) >= 38
     emu = await start_emulator(max_model_len=8192, num_gpu_blocks=1024)
     _, families = await scrape(http, emu)
@@ -76,9 +76,9 @@ async def test_every_033_family_has_its_type_labels_buckets_and_help(
     assert on_page == {_parsed_name(name, str(spec["type"])) for name, spec in table.items()}
 
 
-def _always_registered(shared_dir: Path) -> dict[str, tuple[str, set[str]]]:
+def _always_registered(test_data: Path) -> dict[str, tuple[str, set[str]]]:
     """Section 2.1 of vllm-metrics.md as {exposed name: (type, extra labels)}."""
-    text = (shared_dir / "reference" / "vllm-metrics.md").read_text()
+    text = (test_data / "reference" / "vllm-metrics.md").read_text()
     section = text.split("### 2.1", 1)[1].split("### 2.2", 1)[0]
     rows: dict[str, tuple[str, set[str]]] = {}
     for line in section.splitlines():
@@ -98,10 +98,10 @@ def _always_registered(shared_dir: Path) -> dict[str, tuple[str, set[str]]]:
 
 
 async def test_always_registered_table_is_present_with_engine_and_model_labels(
-    emulator: Emulator, http: aiohttp.ClientSession, shared_dir: Path
+    emulator: Emulator, http: aiohttp.ClientSession, test_data: Path
 ) -> None:
     """Every row of the reference's 'always registered' table: right type, labels, engine 0."""
-    rows = _always_registered(shared_dir)
+    rows = _always_registered(test_data)
     assert len(rows) >= 30
     _, families = await scrape(http, emulator)
     page = by_name(families)
@@ -136,12 +136,12 @@ async def test_page_parses_into_a_complete_snapshot(
 
 
 async def test_single_server_page_layout_matches_the_reference(
-    emulator: Emulator, http: aiohttp.ClientSession, shared_dir: Path
+    emulator: Emulator, http: aiohttp.ClientSession, test_data: Path
 ) -> None:
     """python_/process_ families first, every counter/histogram with _created, http_ last."""
     body, families = await scrape(http, emulator)
     names = [family.name for family in families]
-    reference = parse_families((shared_dir / "vllm" / "v1-1model.prom").read_bytes(), "text/plain")
+    reference = parse_families((test_data / "vllm" / "v1-1model.prom").read_bytes(), "text/plain")
     assert names[:10] == [family.name for family in reference][:10]
     assert names[-1].startswith("http_")
     for family in families:
@@ -151,13 +151,13 @@ async def test_single_server_page_layout_matches_the_reference(
 
 
 async def test_v06_page_is_the_multiprocess_legacy_layout(
-    start_emulator: EmulatorFactory, http: aiohttp.ClientSession, shared_dir: Path
+    start_emulator: EmulatorFactory, http: aiohttp.ClientSession, test_data: Path
 ) -> None:
     """v0.6: the 0.6.3 families in order, model_name only, no _created/python_, _sum first."""
     emu = await start_emulator(metrics_profile="v0.6")
     body, families = await scrape(http, emu)
     reference = parse_families(
-        (shared_dir / "vllm" / "v0.6.3-multiproc.prom").read_bytes(), "text/plain"
+        (test_data / "vllm" / "v0.6.3-multiproc.prom").read_bytes(), "text/plain"
     )
     assert [(f.name, f.type, f.documentation) for f in families] == [
         (f.name, f.type, f.documentation) for f in reference

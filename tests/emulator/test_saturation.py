@@ -9,8 +9,9 @@ import aiohttp
 import pytest
 
 from sidecar.loadgen import LoadOptions, run_load
-from tests.emulator.conftest import EmulatorFactory, scrape, value, wait_until
+from tests.emulator.conftest import EmulatorFactory, scrape, value
 from tests.emulator.invariants import check_histograms, check_quiet_engine
+from tests.support import wait_until
 
 
 @pytest.mark.slow

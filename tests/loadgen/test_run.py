@@ -11,9 +11,8 @@ import pytest
 from sidecar.cli import main
 from sidecar.emulator import Emulator
 from sidecar.loadgen import LoadError, LoadOptions, Progress, run_load
-from tests.emulator.conftest import wait_until
 from tests.loadgen.conftest import EmulatorFactory
-from tests.support import Processes, free_port, wait_for_port
+from tests.support import Processes, free_port, wait_for_port, wait_until
 
 
 async def test_request_bound_sends_exactly_that_many(emulator: Emulator) -> None:

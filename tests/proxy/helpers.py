@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
-from collections.abc import Callable
 
 from sidecar.metrics import REGISTRY
 from sidecar.proxy import ProxyServer
@@ -52,11 +49,3 @@ class Proxied:
 def sample_value(name: str, **labels: str) -> float:
     """Current value of one series of the sidecar registry (0 when absent)."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-async def wait_until(condition: Callable[[], object], within: float = 2.0) -> None:
-    """Poll ``condition`` every few milliseconds; fail the test if it stays false ``within`` s."""
-    deadline = time.perf_counter() + within
-    while not condition():
-        assert time.perf_counter() < deadline, "condition not met in time"
-        await asyncio.sleep(0.002)

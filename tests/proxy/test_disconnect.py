@@ -14,8 +14,8 @@ from sidecar.emulator import Emulator
 from sidecar.proxy import build_proxy_app
 from tests.proxy.conftest import ProxyFactory
 from tests.proxy.fake_vllm import MODEL, FakeVLLM
-from tests.proxy.helpers import Proxied, RecordingSampler, sample_value, wait_until
-from tests.support import free_port
+from tests.proxy.helpers import Proxied, RecordingSampler, sample_value
+from tests.support import free_port, wait_until
 
 STREAM = {
     "model": MODEL,

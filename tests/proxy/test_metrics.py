@@ -12,7 +12,8 @@ import pytest
 from sidecar.proxy.metrics import ModelLabels, endpoint_label
 from tests.proxy.conftest import ProxyFactory
 from tests.proxy.fake_vllm import MODEL
-from tests.proxy.helpers import Proxied, RecordingSampler, sample_value, wait_until
+from tests.proxy.helpers import Proxied, RecordingSampler, sample_value
+from tests.support import wait_until
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 PER_MODEL = {"model_name": MODEL, "key": "none"}

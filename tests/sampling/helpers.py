@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -171,12 +170,3 @@ def metric(name: str, **labels: str) -> float:
 def dropped(reason: str) -> float:
     """Current count of dropped samples for ``reason``."""
     return metric("vllm_sidecar_samples_dropped_total", reason=reason)
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll ``predicate`` on the event loop until it holds (TimeoutError after ``within`` s)."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.02)

@@ -22,9 +22,9 @@ from tests.sampling.helpers import (
     metric,
     records_of,
     settings,
-    wait_until,
 )
 from tests.sampling.test_redact import PLANTED
+from tests.support import wait_until
 
 
 class ExplodingRedactor(Redactor):

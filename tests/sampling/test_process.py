@@ -15,7 +15,8 @@ import pytest
 from sidecar.sampling.pipeline import SamplingPipeline
 from tests.conftest import Processes
 from tests.sampling.conftest import MotoS3
-from tests.sampling.helpers import records_of, settings, wait_until
+from tests.sampling.helpers import records_of, settings
+from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 

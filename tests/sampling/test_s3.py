@@ -24,8 +24,8 @@ from tests.sampling.helpers import (
     metric,
     records_of,
     settings,
-    wait_until,
 )
+from tests.support import wait_until
 
 KEY = re.compile(
     r"^team/samples/v1/dt=\d{4}-\d{2}-\d{2}/hour=\d{2}/model=(?P<model>[a-z0-9._-]+)/"

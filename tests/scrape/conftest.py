@@ -1,4 +1,4 @@
-"""Fixtures for the exposition-parsing tests: the two vLLM pages in ../shared/vllm."""
+"""Fixtures for the exposition-parsing tests: the two vLLM pages in tests/data/vllm."""
 
 from __future__ import annotations
 

@@ -17,10 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.scrape.parse import ExpositionError, parse_snapshot
 from sidecar.snapshot import Snapshot
-from tests.support import SHARED
+from tests.support import TEST_DATA
 
-V1_PAGE = SHARED / "vllm" / "v1-1model.prom"
-V0_PAGE = SHARED / "vllm" / "v0.6.3-multiproc.prom"
+V1_PAGE = TEST_DATA / "vllm" / "v1-1model.prom"
+V0_PAGE = TEST_DATA / "vllm" / "v0.6.3-multiproc.prom"
 OPENMETRICS_ACCEPT = "application/openmetrics-text"
 TEXT_ACCEPT = "text/plain; version=0.0.4"
 TEXT = "text/plain; version=0.0.4; charset=utf-8"

@@ -8,9 +8,9 @@ import pytest
 
 from sidecar.scrape.errors import REASONS
 from sidecar.scrape.parse import ExpositionError, Format, exposition_format, parse_snapshot
-from tests.support import SHARED
+from tests.support import TEST_DATA
 
-CORPUS = SHARED / "conformance" / "openmetrics" / "parsers"
+CORPUS = TEST_DATA / "conformance" / "openmetrics" / "parsers"
 CASES = sorted(path.name for path in CORPUS.iterdir() if path.is_dir())
 CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 

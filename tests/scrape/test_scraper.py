@@ -15,9 +15,9 @@ from aiohttp import web
 from sidecar import app as sidecar_app
 from sidecar.config import load
 from sidecar.scrape.scraper import SCRAPE_ERRORS
-from tests.support import SHARED, free_port
+from tests.support import TEST_DATA, free_port
 
-PAGE = (SHARED / "vllm" / "v1-1model.prom").read_bytes()
+PAGE = (TEST_DATA / "vllm" / "v1-1model.prom").read_bytes()
 
 
 @dataclass

@@ -44,9 +44,9 @@ def two_scrapes(page: Path) -> tuple[Snapshot, Snapshot]:
 
 
 @pytest.mark.parametrize("page", ["v1-1model.prom", "v0.6.3-multiproc.prom"])
-def test_real_page_derives_its_own_values(shared_dir: Path, page: str) -> None:
+def test_real_page_derives_its_own_values(test_data: Path, page: str) -> None:
     """Every signal comes out of a real page, equal to the first page's values over 30 s."""
-    first, second = two_scrapes(shared_dir / "vllm" / page)
+    first, second = two_scrapes(test_data / "vllm" / page)
     history = History(900.0)
     history.append(first)
     history.append(second)
