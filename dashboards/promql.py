@@ -5,9 +5,10 @@ Every selector goes through :func:`selector` so it always carries the dashboard'
 
 vLLM names reach Prometheus in two spellings: ``vllm:x`` when Prometheus scrapes the classic text
 format, and ``vllm_x`` when it negotiates OpenMetrics (Prometheus' default) and vLLM's
-prometheus_client escapes the colon (0.26 does). A target only ever has one spelling, so every
-vLLM selector is ``(vllm:x{..} or vllm_x{..})``; ``or`` rather than a ``__name__`` regex so the
-short overlap after a scrape-config change cannot make ``rate()`` fail on duplicate series.
+prometheus_client escapes the colon (0.26 does). Every vLLM selector is ``(vllm:x{..} or
+vllm_x{..})``, built by :func:`sidecar.alerting.promql.each_spelling` (one home for the rule
+generator and the dashboards): ``or`` rather than a ``__name__`` regex so an overlap of the two
+spellings in one window cannot make ``rate()`` fail on duplicate series.
 
 Legacy vLLM names are handled with ``or`` *inside* the aggregation, per series, never around it:
 ``sum by (le) (rate(new[R]) or rate(old[R]))`` keeps a fleet that mixes old and new vLLM
@@ -21,6 +22,8 @@ may not load those rules; the boards must work against a bare scrape.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from sidecar.alerting.promql import each_spelling, spellings
 
 RATE_INTERVAL = "$__rate_interval"
 
@@ -80,21 +83,14 @@ def zero_if_absent(expr: str, like: str) -> str:
 # --- vLLM series that changed names across versions -----------------------------------------
 
 
-def spellings(metric: str) -> tuple[str, str]:
-    """``vllm:x`` -> (``vllm:x``, ``vllm_x``): as exposed, and as OpenMetrics escapes it."""
-    if not metric.startswith("vllm:"):
-        raise ValueError(f"not a vLLM metric name: {metric!r}")
-    return metric, "vllm_" + metric.removeprefix("vllm:")
-
-
 def engine(metric: str, *matchers: str) -> str:
     """A vLLM series under the engine filter, in either spelling."""
-    return first_present(*(selector(name, ENGINE_FILTER, *matchers) for name in spellings(metric)))
+    return each_spelling(lambda name: selector(name, ENGINE_FILTER, *matchers), metric)
 
 
 def engine_rate(metric: str, *matchers: str) -> str:
     """Rate of a vLLM counter under the engine filter, in either spelling."""
-    return first_present(*(rate(name, ENGINE_FILTER, *matchers) for name in spellings(metric)))
+    return each_spelling(lambda name: rate(name, ENGINE_FILTER, *matchers), metric)
 
 
 def engine_series(metric: str) -> str:

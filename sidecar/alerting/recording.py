@@ -6,15 +6,15 @@ series may come from either the new or the legacy name (``kv_cache_usage_perc`` 
 ``gpu_cache_usage_perc``; ``inter_token_latency_seconds`` or ``time_per_output_token_seconds``).
 The level is ``model_name`` (plus the configured instance labels). Alerts and dashboards query
 these names, so they work on old and new vLLM alike. vLLM series are selected by a ``__name__``
-regex that also accepts the ``vllm_`` spelling OpenMetrics scrapes produce (see
-:func:`~.promql.either_spelling`).
+as ``(f(vllm:x) or f(vllm_x))``, accepting the ``vllm_`` spelling OpenMetrics scrapes produce
+without ever putting both spellings into one range vector (see :func:`~.promql.each_spelling`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sidecar.alerting.promql import folded, le_matcher, vllm_series
+from sidecar.alerting.promql import each_spelling, folded, le_matcher, selector
 from sidecar.alerting.slo import LATENCY_SLOS, SLO_WINDOWS, slo_error_ratio
 from sidecar.alerting.spec import RuleConfig
 
@@ -60,10 +60,12 @@ def _aggregate(
     """A :func:`folded` template: ``op by (model_name...) ([rate(]name{sel}[rate])``."""
     by = ", ".join(part for part in (config.model_by, extra_by) if part)
 
-    def template(name: str) -> str:
-        series = vllm_series(name, config.vllm_selector)
-        inner = f"rate({series}[{rate}])" if rate else series
-        return f"{op} by ({by}) ({inner})"
+    def spelt(name: str) -> str:
+        series = selector(name, config.vllm_selector)
+        return f"rate({series}[{rate}])" if rate else series
+
+    def template(sample: str) -> str:
+        return f"{op} by ({by}) {each_spelling(spelt, sample)}"
 
     return template
 
@@ -126,11 +128,17 @@ def _slo_rules(config: RuleConfig) -> list[Rule]:
 
             def ratio(bucket: str, window: str = window, edge: str = edge) -> str:
                 family = bucket.removesuffix("_bucket")
-                good = vllm_series(bucket, config.vllm_selector, edge)
-                total = vllm_series(f"{family}_count", config.vllm_selector)
+                good = each_spelling(
+                    lambda name: f"rate({selector(name, config.vllm_selector, edge)}[{window}])",
+                    bucket,
+                )
+                total = each_spelling(
+                    lambda name: f"rate({selector(name, config.vllm_selector)}[{window}])",
+                    f"{family}_count",
+                )
                 return (
-                    f"1 - (\n  sum by ({config.model_by}) (rate({good}[{window}]))\n"
-                    f"  /\n  sum by ({config.model_by}) (rate({total}[{window}]))\n)"
+                    f"1 - (\n  sum by ({config.model_by}) {good}\n"
+                    f"  /\n  sum by ({config.model_by}) {total}\n)"
                 )
 
             rules.append(
