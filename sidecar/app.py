@@ -66,6 +66,7 @@ class Sidecar:
             signals=self.admin_state.signals,
             snapshot=self.history.latest(),
             readings=read_registry(REGISTRY),
+            scrape_finished=self.scraper.status.finished_once,
         )
 
 

@@ -10,7 +10,7 @@ Alertmanager routes, groups, deduplicates and inhibits both paths the same way.
 Lifecycle::
 
     engine = AlertEngine(settings)
-    await engine.start(lambda: EngineInputs(signals, snapshot, read_registry(REGISTRY)))
+    await engine.start(lambda: EngineInputs(signals, snapshot, read_registry(REGISTRY), True))
     app.router.add_get("/api/v1/alerts", engine.handle_alerts)   # or use engine.alert_list()
     ...
     await engine.stop()          # stops evaluating, flushes notifications for a moment
@@ -215,7 +215,7 @@ class AlertEngine:
         self._record(inputs, mono, fresh)
         ctx = EvalContext(inputs, self.config, self._history, mono, fresh)
         observations: list[Observation] = []
-        for prepared in self._rules:
+        for prepared in self._rules if inputs.scrape_finished else ():
             try:
                 observations.extend(self._observe(prepared, ctx))
             except Exception:

@@ -184,7 +184,9 @@ class Harness:
         snapshot = self.world.snapshot(self.now)
         self.history.append(snapshot)
         signals = derive(self.history, min_requests_for_ratio=self.settings.min_requests_for_ratio)
-        return EngineInputs(signals, snapshot, read_registry(self.sidecar.registry))
+        return EngineInputs(
+            signals, snapshot, read_registry(self.sidecar.registry), scrape_finished=True
+        )
 
     def live_source(self) -> Callable[[], EngineInputs]:
         """Inputs on the real monotonic clock, for an engine started with ``start()``."""
