@@ -27,6 +27,19 @@ ERROR_RATIO = "model_name:vllm_request_errors_per_request:ratio_rate5m"
 PROMPT_TOKENS_RATE = "model_name:vllm_prompt_tokens:rate5m"
 GENERATION_TOKENS_RATE = "model_name:vllm_generation_tokens:rate5m"
 PREFIX_HIT_RATIO = "model_name:vllm_prefix_cache_hits_per_query:ratio_rate5m"
+ADMISSION_RATE = "model_name:vllm_admission_rejections:rate5m"
+ADMISSION_RATIO = "model_name:vllm_admission_rejections_per_request:ratio_rate5m"
+"""Rejected over attempted (rejected + finished) requests; vLLM 0.32+ only."""
+ITERATIONS_RATE = "model_name:vllm_engine_iterations:rate5m"
+REQUESTS_DEFERRED = "model_name:vllm_requests_deferred:sum"
+ENGINE_PROGRESS = "model_name:vllm_engine_progress:sum"
+"""Generated tokens + finished requests + engine steps, summed raw: it changes while vLLM works."""
+PROGRESS_SAMPLES = (
+    ("generation_tokens", ""),
+    ("request_success", ""),
+    ("iteration_tokens", "_count"),
+)
+"""Canonical counters (histograms by their count) whose change proves the engine moved."""
 
 ERROR_REASONS_REGEX = "error|abort"
 """``finished_reason`` values counted as failed requests (same set as the signals module)."""
@@ -55,13 +68,13 @@ def quantile(canonical: str, q: str) -> str:
 
 
 def _aggregate(
-    config: RuleConfig, op: str, extra_by: str = "", rate: str = ""
+    config: RuleConfig, op: str, extra_by: str = "", rate: str = "", matcher: str = ""
 ) -> Callable[[str], str]:
     """A :func:`folded` template: ``op by (model_name...) ([rate(]name{sel}[rate])``."""
     by = ", ".join(part for part in (config.model_by, extra_by) if part)
 
     def spelt(name: str) -> str:
-        series = selector(name, config.vllm_selector)
+        series = selector(name, config.vllm_selector, matcher)
         return f"rate({series}[{rate}])" if rate else series
 
     def template(sample: str) -> str:
@@ -73,6 +86,7 @@ def _aggregate(
 def _engine_rules(config: RuleConfig) -> list[Rule]:
     by = f"by ({config.model_by})"
     rate = _aggregate(config, "sum", rate="5m")
+    deferred = _aggregate(config, "sum", matcher='reason="deferred"')
     return [
         {"record": KV_CACHE_USAGE, "expr": folded("kv_cache_usage", _aggregate(config, "max"))},
         {"record": REQUESTS_WAITING, "expr": folded("requests_waiting", _aggregate(config, "sum"))},
@@ -100,7 +114,29 @@ def _engine_rules(config: RuleConfig) -> list[Rule]:
                 f"/\n(\n{folded('prefix_cache_queries', rate)}\n)"
             ),
         },
+        {"record": ADMISSION_RATE, "expr": folded("admission_rejections", rate)},
+        {
+            "record": ADMISSION_RATIO,
+            "expr": (f"{ADMISSION_RATE}\n/\n({ADMISSION_RATE} + sum {by} ({SUCCESS_RATE}))"),
+        },
+        {"record": ITERATIONS_RATE, "expr": folded("iteration_tokens", rate, "_count")},
+        {"record": REQUESTS_DEFERRED, "expr": folded("requests_waiting_by_reason", deferred)},
+        {"record": ENGINE_PROGRESS, "expr": _progress(config)},
     ]
+
+
+def _progress(config: RuleConfig) -> str:
+    """Every progress counter, told apart by a ``progress`` label, summed per model."""
+    parts = []
+    for canonical, suffix in PROGRESS_SAMPLES:
+
+        def labelled(sample: str, canonical: str = canonical) -> str:
+            series = each_spelling(lambda name: selector(name, config.vllm_selector), sample)
+            return f'label_replace({series}, "progress", "{canonical}", "", "")'
+
+        parts.append(folded(canonical, labelled, suffix))
+    inner = "\n  or\n  ".join(part.replace("\n", "\n  ") for part in parts)
+    return f"sum by ({config.model_by}) (\n  {inner}\n)"
 
 
 def _latency_rules(config: RuleConfig) -> list[Rule]:

@@ -60,6 +60,12 @@ GENERATION_TOKENS = "generation_tokens"
 REQUEST_SUCCESS = "request_success"
 PREFIX_CACHE_QUERIES = "prefix_cache_queries"
 PREFIX_CACHE_HITS = "prefix_cache_hits"
+ADMISSION_REJECTIONS = "admission_rejections"
+REQUESTS_WAITING_BY_REASON = "requests_waiting_by_reason"
+REQUESTS_DEFERRED = "requests_deferred"
+DEFERRED_REASON = "deferred"
+"""``num_requests_waiting_by_reason`` value for requests held back by transient constraints
+(LoRA budget, KV transfer, blocked status) rather than by a lack of capacity."""
 FINISHED_REASON = "finished_reason"
 ERROR_REASONS = frozenset({"error", "abort"})
 """``finished_reason`` values that count as failed requests in the error ratio."""
@@ -71,6 +77,7 @@ COUNTERS: tuple[str, ...] = (
     REQUEST_SUCCESS,
     PREFIX_CACHE_QUERIES,
     PREFIX_CACHE_HITS,
+    ADMISSION_REJECTIONS,
 )
 
 Target = tuple[str, str | None]
@@ -99,6 +106,10 @@ class TargetSignals:
     prompt_tokens_per_second: Mapping[str, float | None]
     generation_tokens_per_second: Mapping[str, float | None]
     prefix_cache_hit_ratio: Mapping[str, float | None]
+    admission_rejections_per_second: Mapping[str, float | None]
+    """Requests vLLM (0.32+) turned away at admission (503); None on older vLLM."""
+    requests_deferred: float | None
+    """Waiting requests deferred by transient constraints (vLLM 0.32+), None on older vLLM."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +358,10 @@ def _target_signals(
             windows, lambda t: _rate(t, GENERATION_TOKENS, target)
         ),
         prefix_cache_hit_ratio=_per_window(windows, hit_ratio),
+        admission_rejections_per_second=_per_window(
+            windows, lambda t: _rate(t, ADMISSION_REJECTIONS, target)
+        ),
+        requests_deferred=gauges[REQUESTS_DEFERRED].get(target),
     )
 
 
@@ -380,6 +395,11 @@ def derive(
         REQUESTS_RUNNING: _fold_sum(current.gauges.get(REQUESTS_RUNNING, {}).items()),
         REQUESTS_WAITING: _fold_sum(current.gauges.get(REQUESTS_WAITING, {}).items()),
         KV_CACHE_USAGE: _fold_max(current.gauges.get(KV_CACHE_USAGE, {}).items()),
+        REQUESTS_DEFERRED: _fold_sum(
+            (key, value)
+            for key, value in current.gauges.get(REQUESTS_WAITING_BY_REASON, {}).items()
+            if key.label("reason") == DEFERRED_REASON
+        ),
     }
     in_trend = [s for s in recent if s.monotonic >= end - trend_window]
     trends = {

@@ -73,7 +73,7 @@ def test_promtool_check_rules_passes() -> None:
     """promtool (Prometheus 2.42) accepts the generated rule file."""
     result = promtool("check", "rules", RULES_FILE)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 63 rules found" in result.stdout
+    assert "SUCCESS: 73 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
