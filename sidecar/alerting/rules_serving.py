@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 from sidecar.alerting.history import CounterHistory
 from sidecar.alerting.inputs import EvalContext
-from sidecar.alerting.promql import aggregate, each_spelling, number
+from sidecar.alerting.promql import each_spelling, number
 from sidecar.alerting.promql import selector as plain_selector
 from sidecar.alerting.recording import (
     ADMISSION_RATE,
@@ -133,11 +133,8 @@ def _imbalance_expr(config: RuleConfig, threshold: float) -> str:
     per_engine = f"{config.model_by}, engine"
 
     def gap(sample: str, op: str, limit: float, signal: str) -> str:
-        engine = aggregate(
-            op,
-            per_engine,
-            each_spelling(lambda name: plain_selector(name, config.vllm_selector), sample),
-        )
+        spelt = each_spelling(lambda name: plain_selector(name, config.vllm_selector), sample)
+        engine = f"{op} by ({per_engine}) {spelt}"
         spread = (
             f"max by ({config.model_by}) ({engine})\n  -\n  min by ({config.model_by}) ({engine})"
         )
