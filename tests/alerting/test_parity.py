@@ -115,6 +115,11 @@ CASES = [
         {"model_name": "llama", "signal": "kv_cache"},
         Model(engines=("0", "1"), engine_kv=(0.9, 0.3)),
     ),
+    Case(
+        "VLLMEngineImbalance",
+        {"model_name": "llama", "signal": "queue"},
+        Model(engines=("0", "1"), engine_waiting=(12, 0)),
+    ),
     Case("VLLMDown", {}, play=with_metrics(lambda m: m.upstream_up.set(0))),
     Case(
         "VLLMMetricsMissing",
