@@ -181,6 +181,47 @@ def _utilization(board: Board) -> None:
     )
 
 
+def _cache_and_sleep(board: Board) -> None:
+    per_server = ("model_name", "instance")
+    board.row("Prompt cache and sleep").add(
+        timeseries_panel(
+            "Cached share of prompt tokens",
+            "Prompt tokens served from a cache instead of computed, per model: the share of "
+            "prefill the GPUs did not pay for (vLLM 0.32+; the prefix-cache hit ratio before).",
+            "percentunit",
+            [Query(promql.cached_prompt_share(BY_MODEL), legend="{{model_name}}")],
+            min_value=None,
+            max_value=1,
+        ),
+        timeseries_panel(
+            "Prompt tokens by source",
+            "Prompt tokens per second computed locally, hit in the local cache or transferred "
+            "from another instance (vLLM 0.32+; one 'all' series before).",
+            "suffix: tok/s",
+            [
+                Query(
+                    promql.prompt_tokens_by_source(BY_MODEL),
+                    legend="{{model_name}} {{source}}",
+                )
+            ],
+        ),
+        timeseries_panel(
+            "Engines awake and asleep",
+            "Engines awake and in sleep mode (weights offloaded or discarded) per server: a "
+            "sleeping engine holds its GPU but serves nothing (vLLM before the sleep gauge: "
+            "every engine counts as awake).",
+            "short",
+            [
+                Query(promql.engines_awake(per_server), legend="{{instance}} {{model_name}} awake"),
+                Query(
+                    promql.engines_asleep(per_server),
+                    legend="{{instance}} {{model_name}} asleep",
+                ),
+            ],
+        ),
+    )
+
+
 def _cost(board: Board) -> None:
     board.row("Cost").add(
         timeseries_panel(
@@ -226,5 +267,6 @@ def build() -> model.Dashboard:
     _headline(board)
     _throughput(board)
     _utilization(board)
+    _cache_and_sleep(board)
     _cost(board)
     return board.build()

@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards import capacity, overview, sidecar_requests
+from dashboards import capacity, overview, sidecar_requests, slo
 from dashboards.export import encode, grafana_com_variant, reencode
 
 HERE = Path(__file__).resolve().parent
@@ -26,6 +26,7 @@ BOARDS: Mapping[str, Callable[[], model.Dashboard]] = MappingProxyType(
         "vllm-overview": overview.build,
         "vllm-sidecar-requests": sidecar_requests.build,
         "vllm-capacity-cost": capacity.build,
+        "vllm-slo-availability": slo.build,
     }
 )
 """File stem -> builder. The stem is also the ConfigMap key the Helm chart uses."""

@@ -237,6 +237,66 @@ def _saturation(board: Board) -> None:
     )
 
 
+def _serving(board: Board) -> None:
+    per_engine = ("model_name", "instance", "engine")
+    board.row("Stalls and backpressure").add(
+        timeseries_panel(
+            "Engine progress",
+            "Generated tokens and finished requests per second, per model. Both at 0 while "
+            "requests are running is a stalled engine, whatever /health says (VLLMEngineStalled "
+            "also checks engine steps, so a long prefill is not mistaken for a stall).",
+            "ops",
+            [
+                Query(
+                    promql.tokens_per_second(BY_MODEL, "generation"),
+                    legend="{{model_name}} tokens",
+                ),
+                Query(promql.finished_requests_rate(BY_MODEL), legend="{{model_name}} finished"),
+            ],
+        ),
+        timeseries_panel(
+            "Admission rejections / s",
+            "Requests vLLM (0.32+, --max-num-queued-reqs/-tokens) turned away with a 503 at "
+            "admission, per model; always 0 on older vLLM, which had no admission limit.",
+            "reqps",
+            [Query(promql.admission_rejections_rate(BY_MODEL), legend="{{model_name}}")],
+        ),
+        timeseries_panel(
+            "Waiting requests by reason",
+            "Waiting for capacity, or deferred by a LoRA budget, KV transfer or blocked state "
+            "(vLLM 0.32+; older vLLM does not split, shown as capacity).",
+            "short",
+            [Query(promql.waiting_by_reason(BY_MODEL), legend="{{model_name}} {{reason}}")],
+        ),
+        timeseries_panel(
+            "KV-cache usage by engine",
+            "Each data-parallel engine's KV-cache usage: one engine far above the others is "
+            "an imbalance (VLLMEngineImbalance) that per-model averages hide. Dashed line at "
+            "the 85% canary.",
+            "percentunit",
+            [
+                Query(
+                    agg("max", promql.kv_cache_usage(), per_engine),
+                    legend="{{instance}} {{model_name}} engine {{engine}}",
+                )
+            ],
+            max_value=1,
+            limits=KV_THRESHOLDS,
+        ),
+        timeseries_panel(
+            "Waiting requests by engine",
+            "Each data-parallel engine's waiting queue, to spot one engine taking the load.",
+            "short",
+            [
+                Query(
+                    agg("sum", engine("vllm:num_requests_waiting"), per_engine),
+                    legend="{{instance}} {{model_name}} engine {{engine}}",
+                )
+            ],
+        ),
+    )
+
+
 def _workload(board: Board) -> None:
     board.row("Workload shape").add(
         heatmap_panel(
@@ -292,6 +352,7 @@ def build() -> model.Dashboard:
     _traffic(board)
     _latency(board)
     _saturation(board)
+    _serving(board)
     _workload(board)
     _alerts(board)
     return board.build()

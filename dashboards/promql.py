@@ -5,9 +5,10 @@ Every selector goes through :func:`selector` so it always carries the dashboard'
 
 vLLM names reach Prometheus in two spellings: ``vllm:x`` when Prometheus scrapes the classic text
 format, and ``vllm_x`` when it negotiates OpenMetrics (Prometheus' default) and vLLM's
-prometheus_client escapes the colon (0.26 does). A target only ever has one spelling, so every
-vLLM selector is ``(vllm:x{..} or vllm_x{..})``; ``or`` rather than a ``__name__`` regex so the
-short overlap after a scrape-config change cannot make ``rate()`` fail on duplicate series.
+prometheus_client escapes the colon (0.26 does). Every vLLM selector is ``(vllm:x{..} or
+vllm_x{..})``, built by :func:`sidecar.alerting.promql.each_spelling` (one home for the rule
+generator and the dashboards): ``or`` rather than a ``__name__`` regex so an overlap of the two
+spellings in one window cannot make ``rate()`` fail on duplicate series.
 
 Legacy vLLM names are handled with ``or`` *inside* the aggregation, per series, never around it:
 ``sum by (le) (rate(new[R]) or rate(old[R]))`` keeps a fleet that mixes old and new vLLM
@@ -21,6 +22,8 @@ may not load those rules; the boards must work against a bare scrape.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from sidecar.alerting.promql import each_spelling, spellings
 
 RATE_INTERVAL = "$__rate_interval"
 
@@ -80,21 +83,14 @@ def zero_if_absent(expr: str, like: str) -> str:
 # --- vLLM series that changed names across versions -----------------------------------------
 
 
-def spellings(metric: str) -> tuple[str, str]:
-    """``vllm:x`` -> (``vllm:x``, ``vllm_x``): as exposed, and as OpenMetrics escapes it."""
-    if not metric.startswith("vllm:"):
-        raise ValueError(f"not a vLLM metric name: {metric!r}")
-    return metric, "vllm_" + metric.removeprefix("vllm:")
-
-
 def engine(metric: str, *matchers: str) -> str:
     """A vLLM series under the engine filter, in either spelling."""
-    return first_present(*(selector(name, ENGINE_FILTER, *matchers) for name in spellings(metric)))
+    return each_spelling(lambda name: selector(name, ENGINE_FILTER, *matchers), metric)
 
 
 def engine_rate(metric: str, *matchers: str) -> str:
     """Rate of a vLLM counter under the engine filter, in either spelling."""
-    return first_present(*(rate(name, ENGINE_FILTER, *matchers) for name in spellings(metric)))
+    return each_spelling(lambda name: rate(name, ENGINE_FILTER, *matchers), metric)
 
 
 def engine_series(metric: str) -> str:
@@ -177,3 +173,66 @@ def tokens_per_second(labels: Sequence[str], which: str = "both") -> str:
     if which == "generation":
         return generation
     return f"({prompt} + {generation})"
+
+
+# --- serving: progress, backpressure, cache sources, sleep (vLLM 0.32+ with fallbacks) -------
+
+
+def admission_rejections_rate(labels: Sequence[str]) -> str:
+    """Requests rejected at admission per second (vLLM 0.32+); a true 0 on older vLLM.
+
+    vLLM before 0.32 had no admission limit, so it rejected nothing: 0 for every label set that
+    finished requests, not an empty panel.
+    """
+    rejected = agg("sum", engine_rate("vllm:admission_rejections_total"), labels)
+    return zero_if_absent(rejected, finished_requests_rate(labels))
+
+
+def waiting_by_reason(labels: Sequence[str]) -> str:
+    """Waiting requests by ``reason`` (capacity, deferred); before vLLM 0.32 all are capacity."""
+    split = agg("sum", engine("vllm:num_requests_waiting_by_reason"), (*labels, "reason"))
+    unsplit = agg("sum", engine("vllm:num_requests_waiting"), labels)
+    return f'({split} or label_replace({unsplit}, "reason", "capacity", "", ""))'
+
+
+def cached_prompt_share(labels: Sequence[str]) -> str:
+    """Share of prompt tokens served from a cache (local or external), by ``labels``.
+
+    ``prompt_tokens_cached_total`` (vLLM 0.32+) over ``prompt_tokens_total``; older vLLM falls
+    back to the prefix-cache hit ratio (hit tokens over queried tokens, nearly the same thing).
+    """
+    cached = agg("sum", engine_rate("vllm:prompt_tokens_cached_total"), labels)
+    prompt = agg("sum", engine_rate("vllm:prompt_tokens_total"), labels)
+    return f"({ratio(cached, prompt)}) or {prefix_cache_hit_ratio(labels)}"
+
+
+def prompt_tokens_by_source(labels: Sequence[str]) -> str:
+    """Prompt tokens per second by ``source``, by ``labels``.
+
+    Sources are local_compute, local_cache_hit and external_kv_transfer. Before vLLM 0.32 there
+    is no split: the total appears with ``source="all"``.
+    """
+    split = agg("sum", engine_rate("vllm:prompt_tokens_by_source_total"), (*labels, "source"))
+    total = agg("sum", engine_rate("vllm:prompt_tokens_total"), labels)
+    return f'({split} or label_replace({total}, "source", "all", "", ""))'
+
+
+def engines_awake(labels: Sequence[str]) -> str:
+    """Engines awake (``engine_sleep_state{sleep_state="awake"}``), by ``labels``.
+
+    vLLM before the sleep-state gauge cannot report sleeping; an engine that serves its metrics is
+    counted awake there (one per engine series of ``num_requests_running``).
+    """
+    awake = agg("sum", engine("vllm:engine_sleep_state", 'sleep_state="awake"'), labels)
+    engines = agg("count", engine("vllm:num_requests_running"), labels)
+    return f"({awake} or {engines})"
+
+
+def engines_asleep(labels: Sequence[str]) -> str:
+    """Engines in sleep level 1 (weights offloaded) or 2 (everything discarded), by ``labels``."""
+    asleep = agg(
+        "sum",
+        engine("vllm:engine_sleep_state", 'sleep_state=~"weights_offloaded|discard_all"'),
+        labels,
+    )
+    return zero_if_absent(asleep, agg("count", engine("vllm:num_requests_running"), labels))

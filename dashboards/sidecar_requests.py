@@ -126,6 +126,22 @@ def _traffic(board: Board) -> None:
             "percentunit",
             [Query(ratio(server_errors, _requests(BY_MODEL)), legend="{{model_name}}")],
         ),
+        timeseries_panel(
+            "Client abort ratio by model",
+            "Share of each model's proxied requests the client abandoned (499: disconnects, "
+            "cancelled streams). vLLM does not count these; a rising share is users giving up "
+            "on slow answers (VLLMClientAbortsHigh).",
+            "percentunit",
+            [
+                Query(
+                    ratio(
+                        zero_if_absent(_requests(BY_MODEL, 'status="499"'), _requests(BY_MODEL)),
+                        _requests(BY_MODEL),
+                    ),
+                    legend="{{model_name}}",
+                )
+            ],
+        ),
     )
 
 

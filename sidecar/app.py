@@ -24,6 +24,7 @@ from sidecar.alerting.inputs import EngineInputs, read_registry
 from sidecar.config import Settings, split_host_port
 from sidecar.exporter import SignalsCollector
 from sidecar.metrics import REGISTRY
+from sidecar.probe import Prober
 from sidecar.proxy.server import ProxyServer
 from sidecar.sampling.pipeline import SamplingPipeline
 from sidecar.sampling.spool import SpoolLockedError
@@ -66,6 +67,7 @@ class Sidecar:
             signals=self.admin_state.signals,
             snapshot=self.history.latest(),
             readings=read_registry(REGISTRY),
+            scrape_finished=self.scraper.status.finished_once,
         )
 
 
@@ -131,6 +133,9 @@ async def start(sidecar: Sidecar) -> None:
     sidecar.tasks.append(
         asyncio.create_task(sidecar.scraper.run(sidecar.stop, sidecar.on_snapshot), name="scrape")
     )
+    if sidecar.settings.probe_interval > 0:
+        prober = Prober(sidecar.settings, sidecar.session)
+        sidecar.tasks.append(asyncio.create_task(prober.run(sidecar.stop), name="probe"))
     await sidecar.engine.start(sidecar.engine_inputs)
 
 

@@ -126,6 +126,13 @@ class Settings:
         ge=0,
         description="Traffic floor: a ratio over fewer requests in its window is not reported.",
     )
+    probe_interval: float = setting(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="Seconds between active probes (a 1-token completion to vLLM); 0 = off.",
+    )
+    probe_timeout: float = setting(default=10.0, gt=0, le=600, description="Seconds.")
 
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

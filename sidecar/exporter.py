@@ -50,6 +50,14 @@ WINDOWED_GAUGES: Mapping[str, tuple[str, str]] = {
         "vllm_sidecar_prefix_cache_hit_ratio",
         "Prefix-cache hit tokens over queried tokens.",
     ),
+    "prompt_tokens_cached_ratio": (
+        "vllm_sidecar_prompt_tokens_cached_ratio",
+        "Share of prompt tokens served from a cache, local or external (vLLM 0.32+).",
+    ),
+    "admission_rejections_per_second": (
+        "vllm_sidecar_admission_rejections_per_second",
+        "Requests vLLM rejected at admission per second (vLLM 0.32+).",
+    ),
 }
 
 INSTANT_GAUGES: Mapping[str, tuple[str, str]] = {
@@ -66,6 +74,14 @@ INSTANT_GAUGES: Mapping[str, tuple[str, str]] = {
     "kv_cache_seconds_to_full": (
         "vllm_sidecar_kv_cache_seconds_to_full",
         "Seconds until the KV cache is full at the current trend (absent when not rising).",
+    ),
+    "requests_deferred": (
+        "vllm_sidecar_requests_deferred",
+        "Waiting requests deferred by a LoRA budget, KV transfer or blocked state (vLLM 0.32+).",
+    ),
+    "engines_sleeping": (
+        "vllm_sidecar_engines_sleeping",
+        "Engines in sleep mode (vLLM's engine_sleep_state awake = 0).",
     ),
 }
 

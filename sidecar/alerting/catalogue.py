@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from sidecar.alerting import templating
 from sidecar.alerting.rules_engine import ENGINE_RULES
+from sidecar.alerting.rules_serving import SERVING_RULES
 from sidecar.alerting.rules_sidecar import SIDECAR_RULES
 from sidecar.alerting.slo import LATENCY_SLOS, burn_rules, check_edges
 from sidecar.alerting.spec import AlertRule, RuleConfig
@@ -24,6 +25,7 @@ _BURN_SUMMARIES = {
 
 RULES: tuple[AlertRule, ...] = (
     *ENGINE_RULES,
+    *SERVING_RULES,
     *(rule for slo in LATENCY_SLOS for rule in burn_rules(slo, _BURN_SUMMARIES[slo.key])),
     *SIDECAR_RULES,
 )

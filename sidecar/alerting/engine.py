@@ -10,7 +10,7 @@ Alertmanager routes, groups, deduplicates and inhibits both paths the same way.
 Lifecycle::
 
     engine = AlertEngine(settings)
-    await engine.start(lambda: EngineInputs(signals, snapshot, read_registry(REGISTRY)))
+    await engine.start(lambda: EngineInputs(signals, snapshot, read_registry(REGISTRY), True))
     app.router.add_get("/api/v1/alerts", engine.handle_alerts)   # or use engine.alert_list()
     ...
     await engine.stop()          # stops evaluating, flushes notifications for a moment
@@ -45,6 +45,7 @@ from sidecar.alerting.notify import (
     WebhookReceiver,
     rfc3339,
 )
+from sidecar.alerting.rules_serving import record_progress
 from sidecar.alerting.rules_sidecar import COUNTER_SAMPLES
 from sidecar.alerting.spec import AlertRule, RuleConfig
 from sidecar.alerting.state import VALIDITY_INTERVALS, AlertTable, Instance, Observation, State
@@ -171,6 +172,7 @@ class AlertEngine:
     def _record(self, inputs: EngineInputs, now: float, fresh: bool) -> None:
         """Feed the counter history the long windows and the sidecar's counters need."""
         if inputs.snapshot is not None and fresh:
+            record_progress(self._history, inputs.snapshot, now)
             missing = frozenset(slo.record_counts(self._history, inputs.snapshot, self.config, now))
             if missing != self._missing_edges:
                 if missing:
@@ -215,7 +217,7 @@ class AlertEngine:
         self._record(inputs, mono, fresh)
         ctx = EvalContext(inputs, self.config, self._history, mono, fresh)
         observations: list[Observation] = []
-        for prepared in self._rules:
+        for prepared in self._rules if inputs.scrape_finished else ():
             try:
                 observations.extend(self._observe(prepared, ctx))
             except Exception:

@@ -81,12 +81,15 @@ class EngineInputs:
 
     ``signals`` is :func:`sidecar.signals.derive.derive` over the scrape history, ``snapshot``
     the newest good scrape (None before the first), ``readings`` the sidecar's own metrics
-    (:func:`read_registry`).
+    (:func:`read_registry`). ``scrape_finished`` is False until the first scrape of vLLM has
+    finished, well or badly: before it nothing is known (``vllm_sidecar_upstream_up`` reads 0
+    without meaning "down"), so the engine raises nothing, not even a pending alert.
     """
 
     signals: Signals | None = None
     snapshot: Snapshot | None = None
     readings: Readings = field(default_factory=Readings)
+    scrape_finished: bool = False
 
 
 @dataclass(frozen=True, slots=True)

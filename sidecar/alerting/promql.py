@@ -18,19 +18,40 @@ def selector(name: str, *matchers: str) -> str:
     return f"{name}{{{','.join(present)}}}" if present else name
 
 
-def either_spelling(sample: str) -> str:
-    """A ``__name__`` regex matching a vLLM sample under ``vllm:`` and ``vllm_``.
+def spellings(sample: str) -> tuple[str, str]:
+    """``vllm:x`` -> (``vllm:x``, ``vllm_x``): as vLLM exposes it, and as OpenMetrics escapes it.
 
     vLLM's prometheus_client answers an OpenMetrics scrape (Prometheus 2.x asks for one by
     default) with underscore escaping, so the same series arrives as ``vllm_kv_cache_usage_perc``
-    there and as ``vllm:kv_cache_usage_perc`` with the classic text format. Rules accept both.
+    there and as ``vllm:kv_cache_usage_perc`` with the classic text format.
     """
-    return "vllm[:_]" + sample.removeprefix("vllm:")
+    if not sample.startswith("vllm:"):
+        raise ValueError(f"not a vLLM sample name: {sample!r}")
+    return sample, "vllm_" + sample.removeprefix("vllm:")
 
 
-def vllm_series(sample: str, *matchers: str) -> str:
-    """A selector for one vLLM sample name in either spelling, with extra matchers."""
-    return selector("", f'__name__=~"{either_spelling(sample)}"', *matchers)
+def each_spelling(template: Callable[[str], str], sample: str) -> str:
+    """``(template(vllm:x) or template(vllm_x))``: one vLLM sample in either spelling.
+
+    The one home for this, used by the rule generator and the dashboards. ``template`` gets a
+    plain metric name, so ``rate()`` and friends never see both spellings in one range vector:
+    a ``{__name__=~"vllm[:_]x"}`` selector would, whenever both are in the window (a scrape that
+    switched between OpenMetrics and the text format, or a target scraped both ways), and fail
+    with "vector cannot contain metrics with the same labelset". ``or`` keeps the left side's
+    label sets, so a series is never counted twice: while both spellings are in the window the
+    classic one decides (over its part of the window: exact for ratios and quantiles, a rate
+    reads low for at most one window after a switch), then the escaped one alone.
+    """
+    return "(" + " or ".join(template(name) for name in spellings(sample)) + ")"
+
+
+def either_spelling(sample: str) -> str:
+    """A ``__name__`` regex matching a vLLM sample under ``vllm:`` and ``vllm_``.
+
+    Only for selectors that keep the metric name (presence checks under an aggregation); a range
+    function over it fails when both spellings are present (see :func:`each_spelling`).
+    """
+    return "vllm[:_]" + spellings(sample)[0].removeprefix("vllm:")
 
 
 def number(value: float) -> str:

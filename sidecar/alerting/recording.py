@@ -6,15 +6,15 @@ series may come from either the new or the legacy name (``kv_cache_usage_perc`` 
 ``gpu_cache_usage_perc``; ``inter_token_latency_seconds`` or ``time_per_output_token_seconds``).
 The level is ``model_name`` (plus the configured instance labels). Alerts and dashboards query
 these names, so they work on old and new vLLM alike. vLLM series are selected by a ``__name__``
-regex that also accepts the ``vllm_`` spelling OpenMetrics scrapes produce (see
-:func:`~.promql.either_spelling`).
+as ``(f(vllm:x) or f(vllm_x))``, accepting the ``vllm_`` spelling OpenMetrics scrapes produce
+without ever putting both spellings into one range vector (see :func:`~.promql.each_spelling`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sidecar.alerting.promql import folded, le_matcher, vllm_series
+from sidecar.alerting.promql import each_spelling, folded, le_matcher, selector
 from sidecar.alerting.slo import LATENCY_SLOS, SLO_WINDOWS, slo_error_ratio
 from sidecar.alerting.spec import RuleConfig
 
@@ -27,6 +27,19 @@ ERROR_RATIO = "model_name:vllm_request_errors_per_request:ratio_rate5m"
 PROMPT_TOKENS_RATE = "model_name:vllm_prompt_tokens:rate5m"
 GENERATION_TOKENS_RATE = "model_name:vllm_generation_tokens:rate5m"
 PREFIX_HIT_RATIO = "model_name:vllm_prefix_cache_hits_per_query:ratio_rate5m"
+ADMISSION_RATE = "model_name:vllm_admission_rejections:rate5m"
+ADMISSION_RATIO = "model_name:vllm_admission_rejections_per_request:ratio_rate5m"
+"""Rejected over attempted (rejected + finished) requests; vLLM 0.32+ only."""
+ITERATIONS_RATE = "model_name:vllm_engine_iterations:rate5m"
+REQUESTS_DEFERRED = "model_name:vllm_requests_deferred:sum"
+ENGINE_PROGRESS = "model_name:vllm_engine_progress:sum"
+"""Generated tokens + finished requests + engine steps, summed raw: it changes while vLLM works."""
+PROGRESS_SAMPLES = (
+    ("generation_tokens", ""),
+    ("request_success", ""),
+    ("iteration_tokens", "_count"),
+)
+"""Canonical counters (histograms by their count) whose change proves the engine moved."""
 
 ERROR_REASONS_REGEX = "error|abort"
 """``finished_reason`` values counted as failed requests (same set as the signals module)."""
@@ -55,15 +68,17 @@ def quantile(canonical: str, q: str) -> str:
 
 
 def _aggregate(
-    config: RuleConfig, op: str, extra_by: str = "", rate: str = ""
+    config: RuleConfig, op: str, extra_by: str = "", rate: str = "", matcher: str = ""
 ) -> Callable[[str], str]:
     """A :func:`folded` template: ``op by (model_name...) ([rate(]name{sel}[rate])``."""
     by = ", ".join(part for part in (config.model_by, extra_by) if part)
 
-    def template(name: str) -> str:
-        series = vllm_series(name, config.vllm_selector)
-        inner = f"rate({series}[{rate}])" if rate else series
-        return f"{op} by ({by}) ({inner})"
+    def spelt(name: str) -> str:
+        series = selector(name, config.vllm_selector, matcher)
+        return f"rate({series}[{rate}])" if rate else series
+
+    def template(sample: str) -> str:
+        return f"{op} by ({by}) {each_spelling(spelt, sample)}"
 
     return template
 
@@ -71,6 +86,7 @@ def _aggregate(
 def _engine_rules(config: RuleConfig) -> list[Rule]:
     by = f"by ({config.model_by})"
     rate = _aggregate(config, "sum", rate="5m")
+    deferred = _aggregate(config, "sum", matcher='reason="deferred"')
     return [
         {"record": KV_CACHE_USAGE, "expr": folded("kv_cache_usage", _aggregate(config, "max"))},
         {"record": REQUESTS_WAITING, "expr": folded("requests_waiting", _aggregate(config, "sum"))},
@@ -98,7 +114,29 @@ def _engine_rules(config: RuleConfig) -> list[Rule]:
                 f"/\n(\n{folded('prefix_cache_queries', rate)}\n)"
             ),
         },
+        {"record": ADMISSION_RATE, "expr": folded("admission_rejections", rate)},
+        {
+            "record": ADMISSION_RATIO,
+            "expr": (f"{ADMISSION_RATE}\n/\n({ADMISSION_RATE} + sum {by} ({SUCCESS_RATE}))"),
+        },
+        {"record": ITERATIONS_RATE, "expr": folded("iteration_tokens", rate, "_count")},
+        {"record": REQUESTS_DEFERRED, "expr": folded("requests_waiting_by_reason", deferred)},
+        {"record": ENGINE_PROGRESS, "expr": _progress(config)},
     ]
+
+
+def _progress(config: RuleConfig) -> str:
+    """Every progress counter, told apart by a ``progress`` label, summed per model."""
+    parts = []
+    for canonical, suffix in PROGRESS_SAMPLES:
+
+        def labelled(sample: str, canonical: str = canonical) -> str:
+            series = each_spelling(lambda name: selector(name, config.vllm_selector), sample)
+            return f'label_replace({series}, "progress", "{canonical}", "", "")'
+
+        parts.append(folded(canonical, labelled, suffix))
+    inner = "\n  or\n  ".join(part.replace("\n", "\n  ") for part in parts)
+    return f"sum by ({config.model_by}) (\n  {inner}\n)"
 
 
 def _latency_rules(config: RuleConfig) -> list[Rule]:
@@ -126,11 +164,17 @@ def _slo_rules(config: RuleConfig) -> list[Rule]:
 
             def ratio(bucket: str, window: str = window, edge: str = edge) -> str:
                 family = bucket.removesuffix("_bucket")
-                good = vllm_series(bucket, config.vllm_selector, edge)
-                total = vllm_series(f"{family}_count", config.vllm_selector)
+                good = each_spelling(
+                    lambda name: f"rate({selector(name, config.vllm_selector, edge)}[{window}])",
+                    bucket,
+                )
+                total = each_spelling(
+                    lambda name: f"rate({selector(name, config.vllm_selector)}[{window}])",
+                    f"{family}_count",
+                )
                 return (
-                    f"1 - (\n  sum by ({config.model_by}) (rate({good}[{window}]))\n"
-                    f"  /\n  sum by ({config.model_by}) (rate({total}[{window}]))\n)"
+                    f"1 - (\n  sum by ({config.model_by}) {good}\n"
+                    f"  /\n  sum by ({config.model_by}) {total}\n)"
                 )
 
             rules.append(

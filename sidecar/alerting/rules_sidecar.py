@@ -23,6 +23,9 @@ INTENDED_DROPS = frozenset({"keep_budget"})
 """Drop reasons that are policy, not loss: the keep-rules' per-minute budget doing its job."""
 WINDOW_5M = 300.0
 WINDOW_15M = 900.0
+WINDOW_30M = 1800.0
+CLIENT_CLOSED = "499"
+"""The proxy's status label for requests whose client went away first (nginx's convention)."""
 COUNTER_SAMPLES = (PROXY_REQUESTS, DROPPED, f"{OVERHEAD}_bucket", f"{OVERHEAD}_count")
 """Counter samples the engine records each evaluation so these rules can take increases."""
 
@@ -55,6 +58,47 @@ def _server_errors_expr(config: RuleConfig, threshold: float) -> str:
     return (
         f"(\n  sum by ({by}) (rate({failed}[5m]))\n  /\n  sum by ({by}) (rate({every}[5m]))\n)"
         f" > {number(threshold)}\nand on ({by})\n"
+        f"sum by ({by}) (increase({every}[5m])) >= {number(config.min_requests_for_ratio)}"
+    )
+
+
+def _aborts(ctx: EvalContext, threshold: float) -> Iterable[Sample]:
+    def model(labels: Mapping[str, str]) -> str | None:
+        return labels.get("model_name")
+
+    def aborted(labels: Mapping[str, str]) -> str | None:
+        return labels.get("model_name") if labels.get("status") == CLIENT_CLOSED else None
+
+    ratios: dict[str, list[float]] = {}
+    for window in (WINDOW_5M, WINDOW_30M):
+        total = ctx.increase_by(PROXY_REQUESTS, window, model)
+        gone = ctx.increase_by(PROXY_REQUESTS, window, aborted)
+        for name, count in total.items():
+            if count > 0 and name in gone:
+                ratios.setdefault(name, []).append(gone[name] / count)
+    recent = ctx.increase_by(PROXY_REQUESTS, WINDOW_5M, model)
+    for name, (short, *long) in ratios.items():
+        if recent.get(name, 0.0) < max(ctx.config.min_requests_for_ratio, 1):
+            continue
+        if long and min(short, long[0]) > threshold:
+            yield Sample({"model_name": name}, min(short, long[0]))
+
+
+def _aborts_expr(config: RuleConfig, threshold: float) -> str:
+    by = joined("model_name", config.target_by)
+    gone = _series(config, PROXY_REQUESTS, f'status="{CLIENT_CLOSED}"')
+    every = _series(config, PROXY_REQUESTS)
+
+    def ratio(window: str) -> str:
+        return (
+            f"sum by ({by}) (rate({gone}[{window}]))\n  /\n"
+            f"  sum by ({by}) (rate({every}[{window}]))"
+        )
+
+    short, long = f"(\n  {ratio('5m')}\n)", f"(\n  {ratio('30m')}\n)"
+    smaller = f"(\n{short}\n<=\n{long}\nor\n{long}\n)"
+    return (
+        f"{smaller} > {number(threshold)}\nand on ({by})\n"
         f"sum by ({by}) (increase({every}[5m])) >= {number(config.min_requests_for_ratio)}"
     )
 
@@ -156,6 +200,24 @@ SIDECAR_RULES: tuple[AlertRule, ...] = (
         expr=_server_errors_expr,
         evaluate=_server_errors,
         threshold=0.05,
+        unit=Unit.RATIO,
+        for_seconds=300.0,
+        params=lambda config: {"floor": number(config.min_requests_for_ratio)},
+    ),
+    AlertRule(
+        name="VLLMClientAbortsHigh",
+        severity=Severity.WARNING,
+        summary="Clients abandon a large share of a model's requests before the answer ends.",
+        description=(
+            "{{ $value | humanizePercentage }} or more of requests for model "
+            "{{ $labels.model_name }} were abandoned by their client (HTTP 499 at the proxy: "
+            "disconnects, cancelled streams) over both the last 5 and 30 minutes (threshold "
+            "${threshold}, alerting only above ${floor} requests). vLLM does not count these; "
+            "users are giving up on slow answers."
+        ),
+        expr=_aborts_expr,
+        evaluate=_aborts,
+        threshold=0.1,
         unit=Unit.RATIO,
         for_seconds=300.0,
         params=lambda config: {"floor": number(config.min_requests_for_ratio)},

@@ -3,7 +3,7 @@
 ``GET  /_emulator/state``      engine state per rank, current faults and behaviour
 ``POST /_emulator/faults``     JSON subset of latency_ms, token_latency_ms, error_rate, stall,
                                stall_share, outage (none|unhealthy|refuse), outage_seconds,
-                               kv_pressure; answers the new faults
+                               kv_pressure, defer; answers the new faults
 ``DELETE /_emulator/faults``   clear every fault
 ``POST /_emulator/behaviour``  JSON subset of output_tokens_mean, output_tokens_sigma,
                                length_cutoff_share, refusal_share

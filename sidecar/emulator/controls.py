@@ -46,6 +46,9 @@ class Faults:
     kv_pressure: float = 0.0
     """Fraction of the KV pool held by a phantom tenant: usage rises, real requests queue and get
     preempted."""
+    defer: bool = False
+    """Waiting requests are deferred (a LoRA budget or KV transfer holds them): none is admitted,
+    and ``num_requests_waiting_by_reason`` counts them as ``deferred`` instead of ``capacity``."""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -221,7 +221,12 @@ class VllmCollector(Collector):
         elif source == "waiting":
             value = len(rank.waiting)
         elif source == "waiting_by_reason":
-            return [({"reason": "capacity"}, float(len(rank.waiting))), ({"reason": "deferred"}, 0)]
+            waiting = float(len(rank.waiting))
+            deferred = waiting if rank.controls.faults.defer else 0.0
+            return [
+                ({"reason": "capacity"}, waiting - deferred),
+                ({"reason": "deferred"}, deferred),
+            ]
         elif source == "kv_usage":
             value = rank.pool.usage()
         elif source == "hit_rate":

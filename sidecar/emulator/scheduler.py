@@ -175,6 +175,8 @@ class EngineRank:
         return scheduled
 
     def _admit(self, now: float, budget: int, scheduled: Scheduled) -> int:
+        if self.controls.faults.defer:
+            return budget
         pool = self.pool
         while self.waiting and budget > 0 and len(self.running) < self.options.max_num_seqs:
             request = self.waiting[0]

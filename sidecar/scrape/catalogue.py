@@ -43,6 +43,12 @@ CATALOGUE: tuple[CanonicalMetric, ...] = (
         extra_labels=("reason",),
     ),
     CanonicalMetric(
+        "engine_sleep_state",
+        Kind.GAUGE,
+        ("vllm:engine_sleep_state",),
+        extra_labels=("sleep_state",),
+    ),
+    CanonicalMetric(
         "kv_cache_usage",
         Kind.GAUGE,
         ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
@@ -69,6 +75,7 @@ CATALOGUE: tuple[CanonicalMetric, ...] = (
         Kind.COUNTER,
         ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits"),
     ),
+    CanonicalMetric("prompt_tokens_cached", Kind.COUNTER, ("vllm:prompt_tokens_cached",)),
     CanonicalMetric(
         "admission_rejections",
         Kind.COUNTER,

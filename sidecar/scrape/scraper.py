@@ -95,6 +95,11 @@ class ScrapeStatus:
     vllm_version: str | None = None
 
     @property
+    def finished_once(self) -> bool:
+        """True once a scrape has finished, successful or not (alerts wait for it)."""
+        return self.last_success_monotonic is not None or self.consecutive_failures > 0
+
+    @property
     def ready(self) -> bool:
         """Ready when the most recent scrape succeeded."""
         return self.last_success_monotonic is not None and self.consecutive_failures == 0

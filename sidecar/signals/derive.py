@@ -60,6 +60,15 @@ GENERATION_TOKENS = "generation_tokens"
 REQUEST_SUCCESS = "request_success"
 PREFIX_CACHE_QUERIES = "prefix_cache_queries"
 PREFIX_CACHE_HITS = "prefix_cache_hits"
+ADMISSION_REJECTIONS = "admission_rejections"
+PROMPT_TOKENS_CACHED = "prompt_tokens_cached"
+ENGINE_SLEEP_STATE = "engine_sleep_state"
+ENGINES_SLEEPING = "engines_sleeping"
+REQUESTS_WAITING_BY_REASON = "requests_waiting_by_reason"
+REQUESTS_DEFERRED = "requests_deferred"
+DEFERRED_REASON = "deferred"
+"""``num_requests_waiting_by_reason`` value for requests held back by transient constraints
+(LoRA budget, KV transfer, blocked status) rather than by a lack of capacity."""
 FINISHED_REASON = "finished_reason"
 ERROR_REASONS = frozenset({"error", "abort"})
 """``finished_reason`` values that count as failed requests in the error ratio."""
@@ -71,6 +80,8 @@ COUNTERS: tuple[str, ...] = (
     REQUEST_SUCCESS,
     PREFIX_CACHE_QUERIES,
     PREFIX_CACHE_HITS,
+    ADMISSION_REJECTIONS,
+    PROMPT_TOKENS_CACHED,
 )
 
 Target = tuple[str, str | None]
@@ -99,6 +110,15 @@ class TargetSignals:
     prompt_tokens_per_second: Mapping[str, float | None]
     generation_tokens_per_second: Mapping[str, float | None]
     prefix_cache_hit_ratio: Mapping[str, float | None]
+    admission_rejections_per_second: Mapping[str, float | None]
+    """Requests vLLM (0.32+) turned away at admission (503); None on older vLLM."""
+    requests_deferred: float | None
+    """Waiting requests deferred by transient constraints (vLLM 0.32+), None on older vLLM."""
+    prompt_tokens_cached_ratio: Mapping[str, float | None]
+    """Share of prompt tokens served from a cache, local or external (vLLM 0.32+): prefill the
+    GPUs did not pay for."""
+    engines_sleeping: float | None
+    """Engines in sleep mode (``engine_sleep_state{sleep_state="awake"}`` 0), None without it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +347,10 @@ def _target_signals(
         hits = totals.counters[PREFIX_CACHE_HITS].get(target)
         return _ratio(hits, totals.counters[PREFIX_CACHE_QUERIES].get(target), 0.0)
 
+    def cached_ratio(totals: _WindowTotals) -> float | None:
+        cached = totals.counters[PROMPT_TOKENS_CACHED].get(target)
+        return _ratio(cached, totals.counters[PROMPT_TOKENS].get(target), 0.0)
+
     kv_usage = gauges[KV_CACHE_USAGE].get(target)
     kv_slope = least_squares_slope(trends[KV_CACHE_USAGE].get(target, []))
     return TargetSignals(
@@ -347,6 +371,12 @@ def _target_signals(
             windows, lambda t: _rate(t, GENERATION_TOKENS, target)
         ),
         prefix_cache_hit_ratio=_per_window(windows, hit_ratio),
+        admission_rejections_per_second=_per_window(
+            windows, lambda t: _rate(t, ADMISSION_REJECTIONS, target)
+        ),
+        requests_deferred=gauges[REQUESTS_DEFERRED].get(target),
+        prompt_tokens_cached_ratio=_per_window(windows, cached_ratio),
+        engines_sleeping=gauges[ENGINES_SLEEPING].get(target),
     )
 
 
@@ -380,6 +410,16 @@ def derive(
         REQUESTS_RUNNING: _fold_sum(current.gauges.get(REQUESTS_RUNNING, {}).items()),
         REQUESTS_WAITING: _fold_sum(current.gauges.get(REQUESTS_WAITING, {}).items()),
         KV_CACHE_USAGE: _fold_max(current.gauges.get(KV_CACHE_USAGE, {}).items()),
+        REQUESTS_DEFERRED: _fold_sum(
+            (key, value)
+            for key, value in current.gauges.get(REQUESTS_WAITING_BY_REASON, {}).items()
+            if key.label("reason") == DEFERRED_REASON
+        ),
+        ENGINES_SLEEPING: _fold_sum(
+            (key, 1.0 - value)
+            for key, value in current.gauges.get(ENGINE_SLEEP_STATE, {}).items()
+            if key.label("sleep_state") == "awake"
+        ),
     }
     in_trend = [s for s in recent if s.monotonic >= end - trend_window]
     trends = {

@@ -48,6 +48,15 @@ class Model:
     slow_e2e_share: float = 0.0
     slow_queue_share: float = 0.0
     preemptions: float = 0.0
+    generation: float = 50.0
+    """Generated tokens per second (the engine also steps 10 times a second) unless stalled."""
+    stalled: bool = False
+    rejections: float = 0.0
+    """Admission rejections per second (vLLM 0.32+, no engine label)."""
+    deferred: float = 0.0
+    engine_kv: tuple[float, ...] | None = None
+    """Per-engine KV usage, overriding ``kv`` (data-parallel imbalance)."""
+    engine_waiting: tuple[float, ...] | None = None
     totals: dict[str, float] = field(default_factory=dict)
 
     def add(self, name: str, amount: float) -> float:
@@ -100,10 +109,30 @@ class World:
             slow_queue = model.add("slow_queue", finished * model.slow_queue_share)
             fast_queue = model.add("fast_queue", finished * (1 - model.slow_queue_share))
             preempted = model.add("preempted", model.preemptions * elapsed)
-            for engine in model.engines:
+            moving = 0.0 if model.stalled else elapsed
+            generated = model.add("generated", model.generation * moving)
+            steps = model.add("steps", 10 * moving)
+            rejected = model.add("rejected", model.rejections * elapsed)
+            reason = (("reason", "max_num_queued_reqs"),)
+            counters.setdefault("admission_rejections", {})[SeriesKey(model.name, None, reason)] = (
+                rejected
+            )
+            for index, engine in enumerate(model.engines):
                 key = SeriesKey(model.name, engine)
-                gauges.setdefault("kv_cache_usage", {})[key] = model.kv
-                gauges.setdefault("requests_waiting", {})[key] = model.waiting * share
+                kv = model.engine_kv[index] if model.engine_kv else model.kv
+                waiting = (
+                    model.engine_waiting[index] if model.engine_waiting else model.waiting * share
+                )
+                gauges.setdefault("kv_cache_usage", {})[key] = kv
+                gauges.setdefault("requests_waiting", {})[key] = waiting
+                deferred = SeriesKey(model.name, engine, (("reason", "deferred"),))
+                gauges.setdefault("requests_waiting_by_reason", {})[deferred] = (
+                    model.deferred * share
+                )
+                counters.setdefault("generation_tokens", {})[key] = generated * share
+                histograms.setdefault("iteration_tokens", {})[key] = ScrapedHistogram(
+                    buckets=((INF, steps * share),), count=steps * share, sum=0.0
+                )
                 gauges.setdefault("requests_running", {})[key] = model.running * share
                 counters.setdefault("preemptions", {})[key] = preempted * share
                 for reason, value in (("stop", done), ("error", errors)):
@@ -184,7 +213,9 @@ class Harness:
         snapshot = self.world.snapshot(self.now)
         self.history.append(snapshot)
         signals = derive(self.history, min_requests_for_ratio=self.settings.min_requests_for_ratio)
-        return EngineInputs(signals, snapshot, read_registry(self.sidecar.registry))
+        return EngineInputs(
+            signals, snapshot, read_registry(self.sidecar.registry), scrape_finished=True
+        )
 
     def live_source(self) -> Callable[[], EngineInputs]:
         """Inputs on the real monotonic clock, for an engine started with ``start()``."""

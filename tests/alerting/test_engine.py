@@ -17,7 +17,7 @@ from sidecar.alerting.inputs import EngineInputs
 from sidecar.config import ConfigError, Settings
 from sidecar.metrics import REGISTRY
 from sidecar.signals.derive import Signals
-from tests.alerting.builders import Harness, Model, World
+from tests.alerting.builders import Harness, Model, SidecarMetrics, World
 from tests.support import free_port
 
 
@@ -136,7 +136,7 @@ def test_one_failing_rule_does_not_stop_the_others() -> None:
     before = REGISTRY.get_sample_value(
         "vllm_sidecar_alert_rule_failures_total", {"alertname": "VLLMRequestQueueTimeHigh"}
     )
-    harness.engine.evaluate(EngineInputs(broken, inputs.snapshot, inputs.readings))
+    harness.engine.evaluate(replace(inputs, signals=broken))
     after = REGISTRY.get_sample_value(
         "vllm_sidecar_alert_rule_failures_total", {"alertname": "VLLMRequestQueueTimeHigh"}
     )
@@ -160,6 +160,25 @@ def test_early_inputs_without_signals_raise_nothing() -> None:
     engine = AlertEngine(Settings(), receivers=[])
     engine.evaluate(EngineInputs())
     assert engine.alerts() == []
+
+
+def test_nothing_is_pending_before_the_first_scrape_has_finished() -> None:
+    """upstream_up reads 0 before any scrape: VLLMDown waits for a finished scrape to say so."""
+    metrics = SidecarMetrics()
+    metrics.upstream_up.set(0)
+    harness = Harness(World(Model(kv=0.99, waiting=5)), sidecar=metrics)
+    not_yet = replace(harness.inputs(), scrape_finished=False)
+    harness.engine.evaluate(not_yet)
+    assert harness.engine.alerts() == []
+    assert (
+        REGISTRY.get_sample_value(
+            "vllm_sidecar_alerts",
+            {"alertname": "VLLMDown", "severity": "critical", "state": "pending"},
+        )
+        == 0
+    )
+    harness.run(30)  # the first scrape has finished (and failed): now VLLMDown is pending
+    assert harness.state("VLLMDown") == ["pending"]
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:

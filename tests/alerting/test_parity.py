@@ -80,6 +80,18 @@ def spool_nine_tenths_full(metrics: SidecarMetrics) -> None:
     metrics.spool_capacity.set(1000)
 
 
+def clients_abandon(harness: Harness) -> None:
+    """A fifth of proxied requests end with the client gone (status 499)."""
+    ok = harness.sidecar.requests.labels("llama", "team-a", "200", "/v1/chat/completions")
+    gone = harness.sidecar.requests.labels("llama", "team-a", "499", "/v1/chat/completions")
+
+    def step(seconds: float) -> None:
+        ok.inc(80 / 60 * seconds)
+        gone.inc(20 / 60 * seconds)
+
+    harness.run(600, each=step)
+
+
 CASES = [
     Case("VLLMKVCacheSaturation", {"model_name": "llama"}, Model(kv=0.9)),
     Case("VLLMKVCacheExhausted", {"model_name": "llama"}, Model(kv=0.97, waiting=3)),
@@ -95,6 +107,19 @@ CASES = [
     ),
     Case("VLLMPreemptionsSustained", {"model_name": "llama"}, Model(preemptions=0.05)),
     Case("VLLMRequestErrorsHigh", {"model_name": "llama"}, Model(requests=10, error_share=0.1)),
+    Case("VLLMEngineStalled", {"model_name": "llama"}, Model(running=3, stalled=True)),
+    Case("VLLMAdmissionRejections", {"model_name": "llama"}, Model(requests=1.0, rejections=0.25)),
+    Case("VLLMRequestsDeferred", {"model_name": "llama"}, Model(deferred=2)),
+    Case(
+        "VLLMEngineImbalance",
+        {"model_name": "llama", "signal": "kv_cache"},
+        Model(engines=("0", "1"), engine_kv=(0.9, 0.3)),
+    ),
+    Case(
+        "VLLMEngineImbalance",
+        {"model_name": "llama", "signal": "queue"},
+        Model(engines=("0", "1"), engine_waiting=(12, 0)),
+    ),
     Case("VLLMDown", {}, play=with_metrics(lambda m: m.upstream_up.set(0))),
     Case(
         "VLLMMetricsMissing",
@@ -112,6 +137,7 @@ CASES = [
         Model(requests=10, slow_e2e_share=0.25),
     ),
     Case("VLLMServerErrorsHigh", {"model_name": "llama"}, play=proxy_errors),
+    Case("VLLMClientAbortsHigh", {"model_name": "llama"}, play=clients_abandon),
     Case(
         "VLLMSidecarSampleBacklog",
         {},

@@ -73,7 +73,7 @@ def test_promtool_check_rules_passes() -> None:
     """promtool (Prometheus 2.42) accepts the generated rule file."""
     result = promtool("check", "rules", RULES_FILE)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 63 rules found" in result.stdout
+    assert "SUCCESS: 73 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -102,8 +102,9 @@ def test_rules_rendered_with_custom_settings_still_pass_promtool(tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr
     text = rules.read_text()
     assert "model_name:vllm_kv_cache_usage:max >= 0.9\n" in text
-    kv = '({__name__=~"vllm[:_]kv_cache_usage_perc",namespace="llm"})'
+    kv = '(vllm:kv_cache_usage_perc{namespace="llm"} or vllm_kv_cache_usage_perc{namespace="llm"})'
     assert f"max by (model_name, namespace, pod) {kv}" in text
+    assert "rate({__name__" not in text, "a range vector over both spellings fails on overlap"
     assert 'le=~"1(\\\\.0+)?"' in text
     assert "> 0.0144" in text  # 14.4 x (1 - 0.999)
     assert "for: 30s" in text

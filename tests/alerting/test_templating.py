@@ -41,7 +41,7 @@ def test_every_catalogue_template_renders_like_promtool(tmp_path: Path) -> None:
     """For every alert description and many values, Python's rendering equals Prometheus'."""
     config = RuleConfig()
     labels = {"model_name": "m", "metric": "kv_cache_usage", "reason": "spool_full"}
-    labels["receiver"] = "alertmanager"
+    labels |= {"receiver": "alertmanager", "signal": "kv_cache"}
     rules, checks = [], []
     for index, (rule, value) in enumerate(
         (rule, value) for rule in catalogue.RULES for value in VALUES

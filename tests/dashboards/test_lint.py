@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dashboards import slo
 from tests.dashboards.support import (
     IMPORT_VARIANTS,
     committed_dashboards,
@@ -57,6 +58,12 @@ RENAMES = {
     "vllm:prefix_cache_queries_total": "vllm:gpu_prefix_cache_queries_total",
 }
 BUILTINS = {"__rate_interval": "1m", "__range": "1h", "__interval": "15s"}
+SLO_BOARD = "vllm-slo-availability"
+
+
+def _slo_ranges(board: str) -> set[str]:
+    """The fixed windows the SLO board may use (the pack's burn windows and the period)."""
+    return {f"[{window}]" for window in slo.WINDOWS} if board == SLO_BOARD else set()
 
 
 def _all_queries() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -69,9 +76,14 @@ QUERIES = _all_queries()
 QUERY_IDS = [f"{name}:{panel['title']}:{target['refId']}" for name, panel, target in QUERIES]
 
 
-def test_three_dashboards_are_committed() -> None:
-    """The overview, requests-through-the-sidecar and capacity boards all exist."""
-    assert BOARD_IDS == ["vllm-capacity-cost", "vllm-overview", "vllm-sidecar-requests"]
+def test_four_dashboards_are_committed() -> None:
+    """The overview, requests-through-the-sidecar, capacity and SLO boards all exist."""
+    assert BOARD_IDS == [
+        "vllm-capacity-cost",
+        "vllm-overview",
+        "vllm-sidecar-requests",
+        "vllm-slo-availability",
+    ]
 
 
 @pytest.mark.parametrize("name", BOARD_IDS)
@@ -157,9 +169,13 @@ def test_provisioned_boards_are_not_editable_and_have_no_inputs(name: str) -> No
 def test_rate_windows_use_rate_interval(
     name: str, panel: dict[str, Any], target: dict[str, Any]
 ) -> None:
-    """Every range and subquery window is ``$__rate_interval``, never a hard-coded duration."""
+    """Every range and subquery window is ``$__rate_interval``, never a hard-coded duration.
+
+    The SLO board is the exception by design: a budget is spent over the SLO's own windows.
+    """
+    allowed = {"[$__rate_interval]", "[$__rate_interval:]"} | _slo_ranges(name)
     for window in ranges(target["expr"]):
-        assert window in ("[$__rate_interval]", "[$__rate_interval:]"), window
+        assert window in allowed, window
 
 
 @pytest.mark.parametrize(("name", "panel", "target"), QUERIES, ids=QUERY_IDS)
@@ -168,7 +184,7 @@ def test_counters_are_rated(name: str, panel: dict[str, Any], target: dict[str, 
     for found in selectors(target["expr"]):
         if found.name.endswith(COUNTER_SUFFIXES):
             assert found.function in RATE_FUNCTIONS, f"{found.name} used raw"
-            assert found.range == "[$__rate_interval]"
+            assert found.range in {"[$__rate_interval]"} | _slo_ranges(name)
 
 
 @pytest.mark.parametrize(("name", "panel", "target"), QUERIES, ids=QUERY_IDS)

@@ -126,6 +126,29 @@ async def test_stall_freezes_streams_until_lifted(
     assert body.endswith(b"data: [DONE]\n\n")
 
 
+async def test_defer_holds_waiting_requests_as_deferred_until_lifted(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """defer: requests wait, counted as reason="deferred" (not capacity); lifting admits them."""
+    await _faults(http, emulator, defer=True)
+    async with http.post(
+        f"{emulator.url}/v1/chat/completions", json=chat_body(emulator, max_tokens=3, stream=True)
+    ) as response:
+        assert response.status == 200
+        await wait_until(lambda: emulator.engine.num_waiting == 1)
+        async with http.get(f"{emulator.url}/metrics") as page:
+            text = await page.text()
+        by_reason = {
+            line.split('reason="')[1].split('"')[0]: float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("vllm:num_requests_waiting_by_reason{")
+        }
+        assert by_reason == {"capacity": 0.0, "deferred": 1.0}
+        await _faults(http, emulator, defer=False)
+        body = await asyncio.wait_for(response.read(), 2.0)
+    assert body.endswith(b"data: [DONE]\n\n")
+
+
 async def test_stall_share_freezes_after_first_token_holding_kv(
     emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:

@@ -80,6 +80,9 @@ class Engine:
     running: float | None = None
     waiting: float | None = None
     kv: float | None = None
+    prompt_cached: float | None = None
+    deferred: float | None = None
+    awake: float | None = None
 
 
 def scrape(
@@ -112,6 +115,14 @@ def scrape(
         put(gauges, "requests_running", k, state.running)
         put(gauges, "requests_waiting", k, state.waiting)
         put(gauges, "kv_cache_usage", k, state.kv)
+        put(counters, "prompt_tokens_cached", k, state.prompt_cached)
+        put(
+            gauges,
+            "requests_waiting_by_reason",
+            key(model, engine, reason="deferred"),
+            state.deferred,
+        )
+        put(gauges, "engine_sleep_state", key(model, engine, sleep_state="awake"), state.awake)
     return snapshot(
         monotonic, gauges=gauges, counters=counters, histograms=histograms, start_time=start_time
     )

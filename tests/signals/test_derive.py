@@ -11,7 +11,7 @@ import pytest
 from sidecar.signals.derive import LATENCY_SIGNALS, QUANTILES, WINDOWS, Signals, derive
 from sidecar.signals.history import History
 from sidecar.signals.quantile import histogram_quantile
-from sidecar.snapshot import Snapshot
+from sidecar.snapshot import SeriesKey, Snapshot
 from tests.signals.synthetic import INF, TTFT_EDGES, Engine, histogram, numpy_quantile, scrape
 
 TOLERANCE = 1e-9
@@ -269,6 +269,40 @@ def test_prefix_cache_hit_ratio() -> None:
     ).for_model("m")
     assert idle is not None
     assert idle.prefix_cache_hit_ratio["1m"] is None
+
+
+def test_vllm_032_serving_signals() -> None:
+    """Admission rejections per second, deferred requests, cached prompt share, sleeping engines."""
+    before = {
+        "0": Engine(prompt_tokens=1000.0, prompt_cached=100.0, deferred=1.0, awake=1.0),
+        "1": Engine(prompt_tokens=1000.0, prompt_cached=0.0, deferred=0.0, awake=1.0),
+    }
+    after = {
+        "0": Engine(prompt_tokens=1400.0, prompt_cached=400.0, deferred=2.0, awake=1.0),
+        "1": Engine(prompt_tokens=1600.0, prompt_cached=0.0, deferred=1.0, awake=0.0),
+    }
+    first, second = scrape(0.0, before), scrape(10.0, after)
+    rejected = SeriesKey("m", None, (("reason", "max_num_queued_reqs"),))
+    first.counters["admission_rejections"] = {rejected: 5.0}
+    second.counters["admission_rejections"] = {rejected: 25.0}
+    signals = derived(first, second)
+    model = signals.for_model("m")
+    assert model is not None
+    assert model.admission_rejections_per_second["1m"] == pytest.approx(2.0)
+    assert model.requests_deferred == 3.0
+    assert model.prompt_tokens_cached_ratio["1m"] == pytest.approx(300.0 / 1000.0)
+    assert model.engines_sleeping == 1.0
+    engine = signals.for_model("m", "1")
+    assert engine is not None
+    assert engine.engines_sleeping == 1.0
+    assert engine.admission_rejections_per_second["1m"] is None  # vLLM counts them per model
+    old = derived(
+        scrape(0.0, {None: Engine(running=1.0)}), scrape(10.0, {None: Engine(running=1.0)})
+    )
+    legacy = old.for_model("m")
+    assert legacy is not None
+    assert legacy.requests_deferred is None
+    assert legacy.engines_sleeping is None
 
 
 def test_queue_slope_matches_least_squares() -> None:

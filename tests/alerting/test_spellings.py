@@ -1,0 +1,33 @@
+"""Every rate-based rule keeps working while vLLM's two spellings share a window."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests.alerting import spelling_cases
+from tests.alerting.promtool_cases import RULES_FILE
+
+
+def test_committed_spelling_tests_match_a_fresh_rendering() -> None:
+    """alerts/tests/spellings.test.yaml is generated (python -m tests.alerting.spelling_cases)."""
+    assert spelling_cases.PATH.read_text() == spelling_cases.render()
+
+
+def test_every_rate_based_recording_rule_is_checked_with_both_spellings() -> None:
+    """Each recorded series built on rate() of vLLM counters has an overlap and a switch check."""
+    groups = yaml.safe_load(RULES_FILE.read_text())["groups"]
+    rate_based = {
+        rule["record"]
+        for group in groups
+        for rule in group["rules"]
+        if "record" in rule and "rate(vllm" in rule["expr"]
+    }
+    assert len(rate_based) > 20, "the rule file has no rate-based recording rules?"
+    assert rate_based <= set(spelling_cases.EXPECTED)
+
+
+def test_no_range_vector_spans_both_spellings() -> None:
+    """A regex over both spellings inside rate()/increase() is the defect this guards against."""
+    text = RULES_FILE.read_text()
+    for function in ("rate", "increase", "deriv", "changes"):
+        assert f'{function}({{__name__=~"vllm' not in text
