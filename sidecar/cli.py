@@ -20,6 +20,7 @@ from typing import Any
 
 from sidecar import __version__
 from sidecar.config import ConfigError, Settings, fields_of_settings, load
+from sidecar.extras import EXIT_MISSING_EXTRA, MissingExtraError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -148,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vllm-sidecar: invalid config: {exc}", file=sys.stderr)
         return 2
+    except MissingExtraError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_MISSING_EXTRA
     except KeyboardInterrupt:
         return 130
 

@@ -13,10 +13,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sidecar.extras import require
 from sidecar.samples import commands
 from sidecar.samples.output import FORMATS
 
 Handler = Callable[[argparse.Namespace], int]
+
+NEEDS: dict[str, tuple[str, ...]] = {
+    "pull": (),
+    "query": ("duckdb",),
+    "show": ("duckdb",),
+    "export": ("duckdb",),
+    "drift": ("duckdb", "numpy", "scipy", "matplotlib"),
+}
+"""Subcommand -> the modules of the ``review`` extra it imports (``pull`` needs only boto3)."""
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -31,6 +41,7 @@ def _guarded(handler: Handler) -> Handler:
         from sidecar.samples.timespec import TimeSpecError
 
         prefix = f"vllm-sidecar samples {args.command_name}"
+        require(prefix, "review", NEEDS[args.command_name])
         try:
             return handler(args)
         except (SourceError, TimeSpecError, DriftConfigError, OutputError) as exc:
@@ -92,7 +103,7 @@ def _add(subparsers: Any, name: str, handler: Handler, help_text: str) -> argpar
 
 
 def _add_drift(subparsers: Any) -> None:
-    from sidecar.samples.drift.signals import SIGNAL_NAMES
+    from sidecar.samples.drift.names import SIGNAL_NAMES
 
     drift = _add(
         subparsers,

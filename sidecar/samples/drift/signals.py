@@ -277,4 +277,3 @@ SIGNALS: tuple[tuple[SignalSpec, Evaluator], ...] = (
     (_E2E, _distribution(_E2E, lambda o: (o.e2e, o.ok))),
     (_ERRORS, _proportion(_ERRORS, lambda o: (np.ones(o.size, dtype=bool), o.error))),
 )
-SIGNAL_NAMES = tuple(spec.name for spec, _ in SIGNALS)
