@@ -6,13 +6,14 @@ traffic, and so the proxy port can be exposed while the admin port stays inside 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 
 from sidecar import __version__
 from sidecar.metrics import REGISTRY
@@ -20,6 +21,24 @@ from sidecar.scrape.scraper import ScrapeStatus
 from sidecar.signals.derive import Signals
 
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class WithoutCreated:
+    """A registry's metrics minus prometheus_client's ``*_created`` samples.
+
+    They are start timestamps of each counter and histogram child (85 of ~550 lines) that no
+    query of ours uses; filtering here keeps the process-wide switch
+    (``disable_created_metrics``) alone, so the emulator's vLLM-like page keeps its own.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            if metric.type in ("counter", "histogram", "summary", "gauge_histogram"):
+                metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
 
 
 @dataclass(slots=True)
@@ -40,7 +59,9 @@ def build_admin_app(state: AdminState) -> web.Application:
     """The aiohttp application serving the admin endpoints."""
 
     async def metrics(_request: web.Request) -> web.Response:
-        body = generate_latest(REGISTRY) + generate_latest(state.local_registry)
+        body = generate_latest(WithoutCreated(REGISTRY)) + generate_latest(
+            WithoutCreated(state.local_registry)
+        )
         return web.Response(body=body, headers={"Content-Type": TEXT_FORMAT})
 
     async def healthz(_request: web.Request) -> web.Response:

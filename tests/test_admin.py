@@ -148,6 +148,8 @@ async def test_derived_gauges_follow_the_contract(
     }
     assert running == {None: 6.0, "0": 3.0, "1": 3.0}
     assert _samples(text, "vllm_sidecar_build_info")[0][1] == 1.0
+    assert "_created" not in text, "no per-child start timestamps nobody queries"
+    assert "vllm_sidecar_scrapes_total" in text
     missing = {
         labels["metric"]: value
         for labels, value in _samples(text, "vllm_sidecar_vllm_metrics_missing")

@@ -6,7 +6,8 @@ Usage::
     python -m sidecar.alerting.generate --check         # exit 1 if alerts/ is out of date
     python -m sidecar.alerting.generate --out-dir DIR --config sidecar.yaml \\
         --instance-label namespace --instance-label pod --vllm-up-selector 'job="vllm"'
-    vllm-sidecar alert-rules --config sidecar.yaml      # the same, into the current directory
+    vllm-sidecar alert-rules --config sidecar.yaml > rules.yaml   # the rule file on stdout
+    vllm-sidecar alert-rules --config sidecar.yaml --out-dir DIR  # both files into DIR
 
 Without ``--config`` the settings' defaults are used (never the environment), so the committed
 output does not depend on who ran the generator. With ``--config``, thresholds, ``for``
@@ -41,9 +42,16 @@ def render(config: RuleConfig) -> dict[str, str]:
     }
 
 
-def add_arguments(parser: argparse.ArgumentParser, default_out: Path) -> None:
+def add_arguments(parser: argparse.ArgumentParser, default_out: Path | None) -> None:
     """The generator's options, shared by ``python -m`` and the CLI subcommand."""
-    parser.add_argument("--out-dir", type=Path, default=default_out)
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=default_out,
+        metavar="DIR",
+        help=f"Write {RULES_FILE} and {ALERTMANAGER_FILE} here"
+        + (f" (default: {default_out})." if default_out else " (default: the rules to stdout)."),
+    )
     parser.add_argument("--check", action="store_true", help="Compare instead of writing.")
     parser.add_argument("--config", type=Path, help="Sidecar settings YAML (thresholds, SLOs).")
     parser.add_argument("--vllm-selector", default=None, help="Extra matchers for vllm:* series.")
@@ -72,7 +80,7 @@ def register(subparsers: Any) -> None:
         help="Write Prometheus rules and an example Alertmanager config for these settings.",
         description=__doc__.split("\n\n")[0],
     )
-    add_arguments(parser, default_out=Path())
+    add_arguments(parser, default_out=None)  # never write into the cwd unasked
     parser.set_defaults(func=run)
 
 
@@ -95,6 +103,12 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"generate: {exc}", file=sys.stderr)
         return 2
+    if args.out_dir is None:
+        if args.check:
+            print("generate: --check needs --out-dir", file=sys.stderr)
+            return 2
+        sys.stdout.write(render(config)[RULES_FILE])
+        return 0
     stale: list[str] = []
     for name, content in render(config).items():
         path = args.out_dir / name

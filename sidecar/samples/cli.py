@@ -19,6 +19,20 @@ from sidecar.samples.output import FORMATS
 
 Handler = Callable[[argparse.Namespace], int]
 
+DESCRIPTION = """\
+Review sampled completions. Every subcommand takes --source: s3://bucket/prefix (read through
+the local cache that `pull` fills; --cache overrides where) or a local directory written by the
+sidecar's embedded sink (`vllm-sidecar demo` and `run` without a bucket write ./samples-data).
+query, show, export and drift need: pip install 'vllm-sidecar[review]'. Guide: docs/samples.md."""
+
+EXAMPLES = """\
+examples:
+  vllm-sidecar samples pull  --source s3://acme-llm/samples --since now-7d
+  vllm-sidecar samples query --source ./samples-data \\
+      "SELECT model_name, finish_reason, count(*) FROM samples GROUP BY ALL"
+  vllm-sidecar samples show  --source ./samples-data REQUEST_ID
+  vllm-sidecar samples drift --source ./samples-data --baseline now-2h..now-1h --current last:1h"""
+
 NEEDS: dict[str, tuple[str, ...]] = {
     "pull": (),
     "query": ("duckdb",),
@@ -161,7 +175,8 @@ def register(subparsers: Any) -> None:
     samples = subparsers.add_parser(
         "samples",
         help="Review sampled completions: pull, query, show, export, drift.",
-        description=__doc__,
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = samples.add_subparsers(dest="samples_command", required=True, metavar="SUBCOMMAND")
@@ -174,7 +189,10 @@ def register(subparsers: Any) -> None:
     query.add_argument("--format", choices=FORMATS, default="table")
     query.add_argument("--output", type=Path, help="Write to FILE (needed for parquet).")
     query.add_argument(
-        "sql", metavar="SQL", help='e.g. "SELECT model, count(*) FROM samples GROUP BY 1"'
+        "sql",
+        metavar="SQL",
+        help='e.g. "SELECT model_name, count(*) FROM samples GROUP BY 1" (the view `samples` has '
+        "one row per record; `model` holds the partition slug, `model_name` the served name)",
     )
 
     show = _add(actions, "show", commands.run_show, "Print one record readably.")

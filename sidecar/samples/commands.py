@@ -53,6 +53,11 @@ def _source(args: argparse.Namespace) -> Source:
             f"no cached samples for {source.text} in {source.root}; "
             f"run `vllm-sidecar samples pull --source {source.text}` first"
         )
+    elif not source.is_s3 and not any((source.root / "v1").glob("dt=*/**/*.jsonl.gz")):
+        _err(
+            f"{source.root.resolve()} is empty: no sample objects under v1/dt=.../ "
+            "(--source takes a sidecar's samples_dir, e.g. ./samples-data, or s3://bucket/prefix)"
+        )
     return source
 
 
