@@ -17,4 +17,5 @@ SIGNAL_NAMES: tuple[str, ...] = (
     "ttft",
     "e2e_latency",
     "errors",
+    "client_aborts",
 )
