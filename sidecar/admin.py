@@ -19,6 +19,7 @@ from sidecar import __version__
 from sidecar.metrics import REGISTRY
 from sidecar.scrape.scraper import ScrapeStatus
 from sidecar.signals.derive import Signals
+from sidecar.signals_api import document
 
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -80,20 +81,7 @@ def build_admin_app(state: AdminState) -> web.Application:
         return web.json_response(body, status=200 if ready else 503)
 
     async def signals(_request: web.Request) -> web.Response:
-        scrape = state.scrape
-        body: dict[str, Any] = {
-            "scrape": {
-                "ready": scrape.ready,
-                "last_success": scrape.last_success_wall,
-                "consecutive_failures": scrape.consecutive_failures,
-                "last_error": scrape.last_error,
-                "missing_metrics": list(scrape.missing_metrics),
-                "vllm_version": scrape.vllm_version,
-            },
-            "signals": state.signals.to_json() if state.signals else None,
-            "sampling": state.sampling() if state.sampling else None,
-        }
-        return web.json_response(body)
+        return web.json_response(document(state.scrape, state.signals, state.sampling))
 
     async def alerts(_request: web.Request) -> web.Response:
         current = state.alerts() if state.alerts else []

@@ -127,18 +127,10 @@ def _view(
     from rich.console import Group
     from rich.text import Text
 
+    from sidecar.signals_api import document
     from sidecar.topview import render
 
-    admin = sidecar.admin_state
-    payload = {
-        "scrape": {
-            "ready": admin.scrape.ready,
-            "last_error": admin.scrape.last_error,
-            "missing_metrics": list(admin.scrape.missing_metrics),
-            "vllm_version": admin.scrape.vllm_version,
-        },
-        "signals": admin.signals.to_json() if admin.signals else None,
-    }
+    payload = document(sidecar.admin_state.scrape, sidecar.admin_state.signals)
     recent.observe(payload, time.monotonic())
     lines = [
         Text.assemble(("phase: ", "bold"), (state.phase, "cyan")),

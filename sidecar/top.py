@@ -60,21 +60,14 @@ class _DirectSource:
 
     async def payload(self) -> dict[str, Any]:
         from sidecar.signals.derive import derive
+        from sidecar.signals_api import document
 
         snapshot = await self.scraper.scrape_once()
         status = self.scraper.status
         if snapshot is not None and status.vllm_version is None:
             status.vllm_version = await self.scraper.fetch_version()
         signals = derive(self.history) if len(self.history) else None
-        return {
-            "scrape": {
-                "ready": status.ready,
-                "last_error": status.last_error,
-                "missing_metrics": list(status.missing_metrics),
-                "vllm_version": status.vllm_version,
-            },
-            "signals": signals.to_json() if signals else None,
-        }
+        return document(status, signals)
 
 
 async def _fetch_sidecar(

@@ -40,7 +40,7 @@ class Recent:
     def observe(self, payload: dict[str, Any], now: float) -> None:
         """Remember this refresh's readings (call once per refresh, before rendering)."""
         for target in (payload.get("signals") or {}).get("targets", []):
-            for name in ("kv_cache_usage", "requests_waiting"):
+            for name in ("kv_cache_usage_ratio", "requests_waiting"):
                 value = target.get(name)
                 if not isinstance(value, int | float):
                     continue
@@ -80,7 +80,8 @@ def _number(value: Any) -> float | None:
 
 
 def _latency(target: Row, signal: str, quantile: str, window: str = "1m") -> float | None:
-    return _number(target.get("latency", {}).get(signal, {}).get(window, {}).get(quantile))
+    """``signal`` is a latency key of the signals document (``ttft_seconds`` ...)."""
+    return _number((target.get(signal) or {}).get(window, {}).get(quantile))
 
 
 def _windowed(target: Row, name: str, window: str = "1m") -> float | None:
@@ -89,11 +90,11 @@ def _windowed(target: Row, name: str, window: str = "1m") -> float | None:
 
 def kv_forecast(target: Row, recent: Recent | None) -> str:
     """ "FULL", the time to full while usage really rises, else blank."""
-    kv = _number(target.get("kv_cache_usage"))
+    kv = _number(target.get("kv_cache_usage_ratio"))
     eta = _number(target.get("kv_cache_seconds_to_full"))
     if kv is not None and kv >= 1.0:
         return "FULL"
-    if eta is None or recent is None or not recent.rising(target, "kv_cache_usage"):
+    if eta is None or recent is None or not recent.rising(target, "kv_cache_usage_ratio"):
         return ""
     return _fmt_eta(eta)
 
@@ -101,7 +102,7 @@ def kv_forecast(target: Row, recent: Recent | None) -> str:
 def queue_trend(target: Row, recent: Recent | None) -> str:
     """ "+x/s" while requests wait and the queue really grows, else blank."""
     waiting = _number(target.get("requests_waiting"))
-    slope = _number(target.get("queue_slope"))
+    slope = _number(target.get("queue_growth_per_second"))
     if not waiting or slope is None or slope <= 0:
         return ""
     if recent is None or not recent.rising(target, "requests_waiting"):
@@ -175,7 +176,7 @@ def _pair(target: Row, signal: str, window: str) -> str:
 def _kv_text(target: Row) -> Any:
     from rich.text import Text
 
-    kv = _number(target.get("kv_cache_usage"))
+    kv = _number(target.get("kv_cache_usage_ratio"))
     style = "red" if kv is not None and kv >= KV_FULL else ""
     return Text(_fmt(None if kv is None else kv * 100, ".1f", "%"), style=style)
 
@@ -205,9 +206,9 @@ def _wide(targets: list[Row], recent: Recent | None) -> Any:
         name = target["model_name"] + (f" #{target['engine']}" if target.get("engine") else "")
         table.add_row(
             name,
-            _pair(target, "ttft", "1m"),
-            _pair(target, "itl", "1m"),
-            _pair(target, "e2e_latency", "1m"),
+            _pair(target, "ttft_seconds", "1m"),
+            _pair(target, "inter_token_latency_seconds", "1m"),
+            _pair(target, "e2e_latency_seconds", "1m"),
             _fmt(target.get("requests_running"), ".0f"),
             _fmt(target.get("requests_waiting"), ".0f"),
             queue_trend(target, recent),
@@ -245,9 +246,9 @@ def _narrow(target: Row, recent: Recent | None) -> Any:
     table.add_column("1m", justify="right")
     table.add_column("5m", justify="right")
     rows: tuple[tuple[str, Callable[[str], str]], ...] = (
-        ("TTFT p50 / p99", lambda w: _pair(target, "ttft", w)),
-        ("ITL p50 / p99", lambda w: _pair(target, "itl", w)),
-        ("E2E p50 / p99", lambda w: _pair(target, "e2e_latency", w)),
+        ("TTFT p50 / p99", lambda w: _pair(target, "ttft_seconds", w)),
+        ("ITL p50 / p99", lambda w: _pair(target, "inter_token_latency_seconds", w)),
+        ("E2E p50 / p99", lambda w: _pair(target, "e2e_latency_seconds", w)),
         ("requests/s", lambda w: _fmt(_windowed(target, "requests_per_second", w), ".1f")),
         ("errors", lambda w: _fmt(_percent(_windowed(target, "error_ratio", w)), ".1f", "%")),
         ("preemptions/s", lambda w: _fmt(_windowed(target, "preemptions_per_second", w))),

@@ -10,8 +10,8 @@ import pytest
 
 from sidecar.cli import main
 from sidecar.samples.dataset import open_dataset
-from sidecar.samples.drift.config import DriftConfig
 from sidecar.samples.drift.analyse import evaluate_signals
+from sidecar.samples.drift.config import DriftConfig
 from sidecar.samples.drift.observe import observations
 from tests.samples.synthetic import Traffic, make_records, row_of, write_objects
 

@@ -26,11 +26,11 @@ def test_render_shows_signals_and_flags_a_full_cache() -> None:
     target = {
         "model_name": MODEL,
         "engine": None,
-        "latency": {"ttft": {"1m": {"0.5": 0.042, "0.99": 1.5}}},
+        "ttft_seconds": {"1m": {"0.5": 0.042, "0.99": 1.5}},
         "requests_running": 12.0,
         "requests_waiting": 3.0,
-        "queue_slope": 0.25,
-        "kv_cache_usage": 0.91,
+        "queue_growth_per_second": 0.25,
+        "kv_cache_usage_ratio": 0.91,
         "kv_cache_seconds_to_full": 90.0,
         "error_ratio": {"1m": 0.02},
     }
@@ -40,7 +40,7 @@ def test_render_shows_signals_and_flags_a_full_cache() -> None:
     }
     rising = Recent()
     for step, usage in enumerate((0.85, 0.88, 0.91)):
-        reading = {**target, "kv_cache_usage": usage, "requests_waiting": float(step + 1)}
+        reading = {**target, "kv_cache_usage_ratio": usage, "requests_waiting": float(step + 1)}
         rising.observe({"signals": {"targets": [reading]}}, step * 2.0)
     text = _text(payload, rising)
     assert MODEL in text

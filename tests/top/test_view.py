@@ -21,14 +21,15 @@ def _target(**changes: Any) -> dict[str, Any]:
     target: dict[str, Any] = {
         "model_name": MODEL,
         "engine": None,
-        "latency": {
-            "ttft": {"1m": {"0.5": 0.042, "0.99": 1.5}, "5m": {"0.5": 0.05, "0.99": 2.25}},
-            "e2e_latency": {"1m": {"0.5": 3.0, "0.99": 9.0}, "5m": {"0.5": 3.5, "0.99": 12.0}},
+        "ttft_seconds": {"1m": {"0.5": 0.042, "0.99": 1.5}, "5m": {"0.5": 0.05, "0.99": 2.25}},
+        "e2e_latency_seconds": {
+            "1m": {"0.5": 3.0, "0.99": 9.0},
+            "5m": {"0.5": 3.5, "0.99": 12.0},
         },
         "requests_running": 12.0,
         "requests_waiting": 3.0,
-        "queue_slope": 0.25,
-        "kv_cache_usage": 0.91,
+        "queue_growth_per_second": 0.25,
+        "kv_cache_usage_ratio": 0.91,
         "kv_cache_seconds_to_full": 90.0,
         "error_ratio": {"1m": 0.02, "5m": 0.01},
         "requests_per_second": {"1m": 3.2, "5m": 2.4},
@@ -45,7 +46,9 @@ def _walk(kv: list[float], waiting: list[float]) -> Recent:
     """A Recent that has seen these readings, two seconds apart."""
     recent = Recent()
     for step, (usage, queue) in enumerate(zip(kv, waiting, strict=True)):
-        recent.observe(_payload(_target(kv_cache_usage=usage, requests_waiting=queue)), step * 2.0)
+        recent.observe(
+            _payload(_target(kv_cache_usage_ratio=usage, requests_waiting=queue)), step * 2.0
+        )
     return recent
 
 
@@ -84,7 +87,7 @@ def test_no_forecast_while_usage_and_queue_fall(width: int) -> None:
     """Recovery: the 5-minute trend still points up, the recent readings do not: blank."""
     falling = _walk([0.30, 0.10, 0.035], [5, 2, 0])
     payload = _payload(
-        _target(kv_cache_usage=0.035, kv_cache_seconds_to_full=39.0, requests_waiting=0.0)
+        _target(kv_cache_usage_ratio=0.035, kv_cache_seconds_to_full=39.0, requests_waiting=0.0)
     )
     text = _text(payload, width, recent=falling)
     assert "39s" not in text
@@ -95,13 +98,15 @@ def test_no_forecast_while_usage_and_queue_fall(width: int) -> None:
 def test_no_queue_trend_with_nobody_waiting_even_if_the_slope_is_positive() -> None:
     """'queue +0.26/s' with 0 waiting is noise from the window, not a queue."""
     recent = _walk([0.1, 0.2, 0.3], [0, 0, 0])
-    text = _text(_payload(_target(requests_waiting=0.0, queue_slope=0.26)), 80, recent=recent)
+    text = _text(
+        _payload(_target(requests_waiting=0.0, queue_growth_per_second=0.26)), 80, recent=recent
+    )
     assert "+0.26/s" not in text
 
 
 def test_a_full_cache_says_full_without_a_trend() -> None:
     """At 100% there is nothing to forecast."""
-    text = _text(_payload(_target(kv_cache_usage=1.0, kv_cache_seconds_to_full=0.0)), 80)
+    text = _text(_payload(_target(kv_cache_usage_ratio=1.0, kv_cache_seconds_to_full=0.0)), 80)
     assert "FULL" in text
 
 
