@@ -169,3 +169,15 @@ def test_a_locked_spool_names_its_absolute_path_and_the_remedy(
     message = str(caught.value)
     assert str(tmp_path / "spool") in message
     assert "--spool-dir" in message
+
+
+def test_alert_rules_takes_the_runbook_base_url(tmp_path: Path) -> None:
+    """--runbook-url sets every runbook_url of the rendered rules; a bad URL is one line."""
+    result = _cli("alert-rules", "--runbook-url", "https://wiki.example/runbooks")
+    assert result.returncode == 0, result.stderr
+    links = re.findall(r"runbook_url: (\S+)", result.stdout)
+    assert links
+    assert all(link.startswith("https://wiki.example/runbooks#") for link in links)
+    bad = _cli("alert-rules", "--runbook-url", "wiki/runbooks")
+    assert bad.returncode == 2
+    assert "alert_runbook_url" in bad.stderr

@@ -27,7 +27,7 @@ from typing import Any
 from sidecar.alerting import catalogue
 from sidecar.alerting.rulefile import render_alertmanager_example, render_rules
 from sidecar.alerting.spec import RuleConfig
-from sidecar.config import ConfigError, load
+from sidecar.config import ConfigError, fields_of_settings, load
 
 RULES_FILE = "vllm-sidecar.rules.yaml"
 ALERTMANAGER_FILE = "alertmanager.example.yaml"
@@ -54,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser, default_out: Path | None) -> 
     )
     parser.add_argument("--check", action="store_true", help="Compare instead of writing.")
     parser.add_argument("--config", type=Path, help="Sidecar settings YAML (thresholds, SLOs).")
+    parser.add_argument(
+        "--runbook-url",
+        default=None,
+        metavar="URL",
+        help="Runbook document the alerts link to (runbook_url = URL#<alert>); default: "
+        "alert_runbook_url of --config, else the project's alerts/runbooks.md.",
+    )
     parser.add_argument("--vllm-selector", default=None, help="Extra matchers for vllm:* series.")
     parser.add_argument("--vllm-up-selector", default=None, help="Matchers of vLLM's up series.")
     parser.add_argument(
@@ -92,6 +99,10 @@ def config_from_args(args: argparse.Namespace) -> RuleConfig:
         for name in ("vllm_selector", "vllm_up_selector", "sidecar_selector", "sidecar_up_selector")
         if getattr(args, name) is not None
     }
+    if args.runbook_url is not None:
+        # checked like the setting of the same name, so a bad URL is one line naming it
+        runbook = fields_of_settings()["alert_runbook_url"].check(args.runbook_url)
+        config = replace(config, runbook_url=runbook)
     return replace(config, instance_labels=tuple(args.instance_label), **selectors)
 
 
