@@ -181,3 +181,24 @@ def test_alert_rules_takes_the_runbook_base_url(tmp_path: Path) -> None:
     bad = _cli("alert-rules", "--runbook-url", "wiki/runbooks")
     assert bad.returncode == 2
     assert "alert_runbook_url" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "attribute", "seconds"),
+    [
+        (["top", "--interval", "500ms"], "interval", 0.5),
+        (["top", "--duration", "5m"], "duration", 300.0),
+        (["demo", "--duration", "90s"], "duration", 90.0),
+        (["demo", "--cycle", "2m"], "cycle", 120.0),
+        (["loadgen", "--target", "http://127.0.0.1:1", "--duration", "1m"], "duration", 60.0),
+        (["loadgen", "--target", "http://127.0.0.1:1", "--timeout", "2"], "timeout", 2.0),
+    ],
+)
+def test_duration_flags_of_the_tools_take_prometheus_durations(
+    argv: list[str], attribute: str, seconds: float
+) -> None:
+    """The same duration syntax as the settings, in every tool's time flags."""
+    from sidecar.cli import build_parser
+
+    args = build_parser(argv[0]).parse_args(argv)
+    assert getattr(args, attribute) == seconds
