@@ -5,8 +5,8 @@ the few readings the view itself remembers between refreshes. The sidecar's tren
 squares over five minutes, so after a saturation they keep pointing up for minutes while usage
 falls; a forecast ("KV full in", "queue +x/s") is shown only while the recent readings rise too.
 
-Two layouts: a wide table (one row per model or engine, >= 190 columns) and, below that, a
-block per model with the 1m and 5m windows side by side, which reads at 80 columns.
+Two layouts: a wide table (two rows per model or engine, 1m and 5m, >= 190 columns) and, below
+that, a block per model with the 1m and 5m windows side by side, which reads at 80 columns.
 """
 
 from __future__ import annotations
@@ -183,6 +183,7 @@ def _kv_text(target: Row) -> Any:
 
 def _wide(targets: list[Row], recent: Recent | None) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(expand=True)
     for column in (
@@ -202,24 +203,27 @@ def _wide(targets: list[Row], recent: Recent | None) -> Any:
     ):
         table.add_column(column, justify="left" if column.startswith("model") else "right")
     for target in targets:
-        error_ratio = _windowed(target, "error_ratio")
         name = target["model_name"] + (f" #{target['engine']}" if target.get("engine") else "")
-        table.add_row(
-            name,
-            _pair(target, "ttft_seconds", "1m"),
-            _pair(target, "inter_token_latency_seconds", "1m"),
-            _pair(target, "e2e_latency_seconds", "1m"),
-            _fmt(target.get("requests_running"), ".0f"),
-            _fmt(target.get("requests_waiting"), ".0f"),
-            queue_trend(target, recent),
-            _kv_text(target),
-            kv_forecast(target, recent),
-            _fmt(_windowed(target, "preemptions_per_second")),
-            _fmt(None if error_ratio is None else error_ratio * 100, ".2f"),
-            f"{_fmt(_windowed(target, 'prompt_tokens_per_second'), '.0f')} / "
-            f"{_fmt(_windowed(target, 'generation_tokens_per_second'), '.0f')}",
-            _fmt(_windowed(target, "prefix_cache_hit_ratio"), ".0%"),
-        )
+        for window in ("1m", "5m"):  # the second row holds the 5m window of the windowed columns
+            now = window == "1m"
+            error_ratio = _windowed(target, "error_ratio", window)
+            table.add_row(
+                f"{name} (1m)" if now else Text("  5m", style="dim"),
+                _pair(target, "ttft_seconds", window),
+                _pair(target, "inter_token_latency_seconds", window),
+                _pair(target, "e2e_latency_seconds", window),
+                _fmt(target.get("requests_running"), ".0f") if now else "",
+                _fmt(target.get("requests_waiting"), ".0f") if now else "",
+                queue_trend(target, recent) if now else "",
+                _kv_text(target) if now else "",
+                kv_forecast(target, recent) if now else "",
+                _fmt(_windowed(target, "preemptions_per_second", window)),
+                _fmt(None if error_ratio is None else error_ratio * 100, ".2f"),
+                f"{_fmt(_windowed(target, 'prompt_tokens_per_second', window), '.0f')} / "
+                f"{_fmt(_windowed(target, 'generation_tokens_per_second', window), '.0f')}",
+                _fmt(_windowed(target, "prefix_cache_hit_ratio", window), ".0%"),
+                end_section=not now,
+            )
     return table
 
 
@@ -290,7 +294,7 @@ def render(
     parts: list[Any] = [_header(payload, source), alerts_line(alerts)]
     if width >= WIDE_COLUMNS:
         parts.append(_wide(targets, recent))
-        windows = "windows: 1m (narrower terminals show 1m and 5m)"
+        windows = "windows: 1m, and 5m on each second row"
     else:
         parts.extend(_narrow(target, recent) for target in targets)
         windows = "windows: 1m and 5m"

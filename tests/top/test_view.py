@@ -80,6 +80,7 @@ def test_wide_terminals_keep_the_one_row_table_untruncated() -> None:
     assert "…" not in text
     assert MODEL in text
     assert "KV full in" in text
+    assert "50ms / 2.25s" in text, "the wide table has the 5m window too"
 
 
 @pytest.mark.parametrize("width", [80, WIDE_COLUMNS])
