@@ -11,6 +11,7 @@ generator or the review stack (numpy, duckdb) in its memory (~13 MB).
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import json
 import sys
@@ -212,11 +213,37 @@ def _command_word(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+def _leaf_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The (sub)subcommand's parser that ``args`` came from (``samples query`` -> query's)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                return _leaf_parser(action.choices[chosen], args)
+    return parser
+
+
+def _reject_unknown(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]
+) -> None:
+    """argparse's error for leftover words, with a did-you-mean for a misspelt option."""
+    leaf = _leaf_parser(parser, args)
+    options = [flag for action in leaf._actions for flag in action.option_strings]
+    typed = next((word.split("=")[0] for word in unknown if word.startswith("--")), None)
+    close = difflib.get_close_matches(typed, options, n=1) if typed else []
+    hint = f"; did you mean {close[0]}?" if close else ""
+    leaf.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     words = sys.argv[1:] if argv is None else argv
     parser = build_parser(_command_word(words))
-    args = parser.parse_args(words)
+    args, unknown = parser.parse_known_args(words)
+    if unknown:
+        _reject_unknown(parser, args, unknown)
     handler: Handler = args.func
     try:
         return handler(args)

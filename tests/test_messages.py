@@ -202,3 +202,14 @@ def test_duration_flags_of_the_tools_take_prometheus_durations(
 
     args = build_parser(argv[0]).parse_args(argv)
     assert getattr(args, attribute) == seconds
+
+
+def test_a_misspelt_flag_gets_a_did_you_mean() -> None:
+    """Flags, like YAML keys, name the setting they were probably meant to be."""
+    result = _cli("run", "--scrape-intervl", "3")
+    assert result.returncode == 2
+    assert "did you mean --scrape-interval?" in result.stderr
+    nested = _cli(
+        "samples", "drift", "--source", ".", "--baseline", "a", "--current", "b", "--alhpa", "1"
+    )
+    assert "did you mean --alpha?" in nested.stderr
