@@ -70,6 +70,8 @@ def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
 def _fmt_eta(seconds: float) -> str:
     if seconds <= 0:
         return "FULL"
+    if seconds < 1:
+        return "<1s"
     if seconds < 120:
         return f"{seconds:.0f}s"
     return f"{seconds / 60:.0f}m"
