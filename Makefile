@@ -3,19 +3,34 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# apt-get needs root: plain when make runs as root, through sudo otherwise.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# A venv needs Python >= 3.11 and, on Debian/Ubuntu, the python3-venv package (docs/install.md).
+CHECK_PYTHON = $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	{ echo "vllm-sidecar needs Python >= 3.11; $(PYTHON) is $$($(PYTHON) -V 2>&1). See docs/install.md, or: make PYTHON=python3.11 ..."; exit 1; }; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || \
+	{ echo "$(PYTHON) cannot create virtualenvs: $(SUDO) apt-get install python3-venv (or python3.X-venv). See docs/install.md"; exit 1; }
 SYSTEM_TOOLS := promtool prometheus amtool prometheus-alertmanager nginx docker-compose openssl chromium
 
 .PHONY: test demo deps system-deps lint typecheck unit bench clean
 
 test: deps lint typecheck unit
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.demo-installed
 	$(BIN)/vllm-sidecar demo
+
+# Only what the demo needs (~500 MB, no test tools); a full `make deps` venv already has it.
+$(VENV)/.demo-installed: pyproject.toml
+	@$(CHECK_PYTHON)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[demo]'
+	touch $@
 
 deps: system-deps $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(CHECK_PYTHON)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,fast,review]'
 	touch $@
@@ -24,7 +39,7 @@ system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    prometheus prometheus-alertmanager nginx-light docker-compose openssl chromium >/dev/null; \
 	fi
 

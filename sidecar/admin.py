@@ -6,20 +6,40 @@ traffic, and so the proxy port can be exposed while the admin port stays inside 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 
 from sidecar import __version__
 from sidecar.metrics import REGISTRY
 from sidecar.scrape.scraper import ScrapeStatus
 from sidecar.signals.derive import Signals
+from sidecar.signals_api import document
 
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class WithoutCreated:
+    """A registry's metrics minus prometheus_client's ``*_created`` samples.
+
+    They are start timestamps of each counter and histogram child (85 of ~550 lines) that no
+    query of ours uses; filtering here keeps the process-wide switch
+    (``disable_created_metrics``) alone, so the emulator's vLLM-like page keeps its own.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            if metric.type in ("counter", "histogram", "summary", "gauge_histogram"):
+                metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
 
 
 @dataclass(slots=True)
@@ -40,7 +60,9 @@ def build_admin_app(state: AdminState) -> web.Application:
     """The aiohttp application serving the admin endpoints."""
 
     async def metrics(_request: web.Request) -> web.Response:
-        body = generate_latest(REGISTRY) + generate_latest(state.local_registry)
+        body = generate_latest(WithoutCreated(REGISTRY)) + generate_latest(
+            WithoutCreated(state.local_registry)
+        )
         return web.Response(body=body, headers={"Content-Type": TEXT_FORMAT})
 
     async def healthz(_request: web.Request) -> web.Response:
@@ -59,20 +81,7 @@ def build_admin_app(state: AdminState) -> web.Application:
         return web.json_response(body, status=200 if ready else 503)
 
     async def signals(_request: web.Request) -> web.Response:
-        scrape = state.scrape
-        body: dict[str, Any] = {
-            "scrape": {
-                "ready": scrape.ready,
-                "last_success": scrape.last_success_wall,
-                "consecutive_failures": scrape.consecutive_failures,
-                "last_error": scrape.last_error,
-                "missing_metrics": list(scrape.missing_metrics),
-                "vllm_version": scrape.vllm_version,
-            },
-            "signals": state.signals.to_json() if state.signals else None,
-            "sampling": state.sampling() if state.sampling else None,
-        }
-        return web.json_response(body)
+        return web.json_response(document(state.scrape, state.signals, state.sampling))
 
     async def alerts(_request: web.Request) -> web.Response:
         current = state.alerts() if state.alerts else []

@@ -19,12 +19,13 @@ from prometheus_client import CollectorRegistry
 
 from sidecar import __version__
 from sidecar.admin import AdminState, build_admin_app
-from sidecar.alerting.engine import AlertEngine
+from sidecar.alerting.engine import AlertEngine, rule_config
 from sidecar.alerting.inputs import EngineInputs, read_registry
 from sidecar.config import Settings, split_host_port
 from sidecar.exporter import SignalsCollector
 from sidecar.metrics import REGISTRY
 from sidecar.probe import Prober
+from sidecar.proxy.keys import load_key_ring, load_upstream_key
 from sidecar.proxy.server import ProxyServer
 from sidecar.sampling.pipeline import SamplingPipeline
 from sidecar.sampling.spool import SpoolLockedError
@@ -71,8 +72,21 @@ class Sidecar:
         )
 
 
+def check(settings: Settings) -> None:
+    """Every check of ``settings`` beyond their own types and bounds, before anything opens.
+
+    The alert overrides and the key files; ``check-config`` runs exactly this, so it rejects
+    what ``run`` would. Raises :class:`~sidecar.config.ConfigError`.
+    """
+    rule_config(settings)
+    if settings.proxy_enabled:
+        load_key_ring(settings.api_keys_file)
+        load_upstream_key(settings.upstream_api_key_file)
+
+
 def build(settings: Settings) -> Sidecar:
     """Create the parts; nothing listens or runs until :func:`start`."""
+    check(settings)  # first: a bad setting must not leave a client session open
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4, ttl_dns_cache=300))
     history = History(max_age=settings.history_seconds)
     scraper = Scraper(settings, session, history)

@@ -16,6 +16,7 @@ process ~10 MB of its ~50 MB.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -45,7 +46,7 @@ def _check_host_port(value: str) -> str:
 def _check_http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        msg = f"expected an http(s) URL, got {value!r}"
+        msg = f"expected an http(s) URL such as http://{value or 'host:8000'}, got {value!r}"
         raise ValueError(msg)
     try:
         _ = parts.port
@@ -112,9 +113,15 @@ class Settings:
     proxy_enabled: bool = setting(default=True, description="Serve the OpenAI pass-through.")
 
     # --- scraping ---------------------------------------------------------------------------
-    scrape_interval: float = setting(default=5.0, gt=0, le=3600, description="Seconds.")
-    scrape_timeout: float = setting(default=5.0, gt=0, le=3600, description="Seconds.")
-    metrics_path: MetricsPath = setting(default="/metrics", pattern=r"^/")
+    scrape_interval: float = setting(
+        default=5.0, gt=0, le=3600, description="How often to scrape vLLM's /metrics."
+    )
+    scrape_timeout: float = setting(
+        default=5.0, gt=0, le=3600, description="Give up on one scrape after this long."
+    )
+    metrics_path: MetricsPath = setting(
+        default="/metrics", pattern=r"^/", description="Path of vLLM's metrics page."
+    )
     history_seconds: float = setting(
         default=900.0,
         ge=300,
@@ -135,18 +142,24 @@ class Settings:
     probe_timeout: float = setting(default=10.0, gt=0, le=600, description="Seconds.")
 
     # --- logging ----------------------------------------------------------------------------
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
+        default="info", description="Least severe log level written."
+    )
     log_format: Literal["auto", "json", "console"] = setting(
         default="auto", description="auto = console on a TTY, JSON otherwise."
     )
 
     # --- proxy ------------------------------------------------------------------------------
     max_body_bytes: int = setting(default=16 * 1024 * 1024, gt=0, description="Request bodies.")
-    upstream_connect_timeout: float = setting(default=5.0, gt=0)
+    upstream_connect_timeout: float = setting(
+        default=5.0, gt=0, description="Connecting to vLLM; past it the client gets a 502."
+    )
     upstream_read_timeout: float = setting(
         default=600.0, gt=0, description="Longest silence from vLLM before a 504."
     )
-    upstream_max_connections: int = setting(default=1000, ge=1)
+    upstream_max_connections: int = setting(
+        default=1000, ge=1, description="Open connections to vLLM at most (the proxy's pool)."
+    )
     api_keys_file: Path | None = setting(
         default=None,
         description="YAML/JSON mapping key name -> key; inbound requests must carry one.",
@@ -154,14 +167,27 @@ class Settings:
     upstream_api_key_file: Path | None = setting(
         default=None, description="File holding vLLM's --api-key; sent upstream by the proxy."
     )
-    shutdown_grace_seconds: float = setting(default=25.0, ge=0, le=3600)
+    shutdown_grace_seconds: float = setting(
+        default=25.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM: time for streams in flight to finish and samples to upload.",
+    )
 
     # --- sampling ---------------------------------------------------------------------------
-    sample_rate: float = setting(default=0.01, ge=0, le=1)
+    sample_rate: float = setting(
+        default=0.01, ge=0, le=1, description="Share of requests recorded (0.01 = 1%)."
+    )
     sample_rate_overrides: Rates = setting(factory=dict, description="model name -> sample rate.")
-    sample_keep_errors: bool = True
-    sample_keep_length: bool = True
-    sample_keep_slow_seconds: float | None = setting(default=30.0, gt=0)
+    sample_keep_errors: bool = setting(
+        default=True, description="Also keep failed requests (within the keep budget)."
+    )
+    sample_keep_length: bool = setting(
+        default=True, description="Also keep answers cut off by max_tokens (finish 'length')."
+    )
+    sample_keep_slow_seconds: float | None = setting(
+        default=30.0, gt=0, description="Also keep requests slower than this."
+    )
     sample_keep_budget_per_minute: int = setting(
         default=60, ge=0, description="Cap on records kept by keep-rules, per minute."
     )
@@ -177,10 +203,18 @@ class Settings:
         default=Path("./samples-data"), description="The embedded sink when no bucket is set."
     )
     spool_dir: Path = setting(default=Path("./spool"), description="On-disk spool of records.")
-    spool_max_bytes: int = setting(default=256 * 1024 * 1024, gt=0)
-    spool_when_full: Literal["drop_newest", "drop_oldest"] = "drop_newest"
-    upload_batch_max_records: int = setting(default=500, ge=1)
-    upload_batch_max_seconds: float = setting(default=60.0, gt=0)
+    spool_max_bytes: int = setting(
+        default=256 * 1024 * 1024, gt=0, description="Disk the spool may use before dropping."
+    )
+    spool_when_full: Literal["drop_newest", "drop_oldest"] = setting(
+        default="drop_newest", description="Which records a full spool gives up."
+    )
+    upload_batch_max_records: int = setting(
+        default=500, ge=1, description="Records per uploaded object at most."
+    )
+    upload_batch_max_seconds: float = setting(
+        default=60.0, gt=0, description="Upload a partial batch once it is this old."
+    )
     upload_retry_initial_seconds: float = setting(
         default=1.0, gt=0, le=3600, description="First retry delay while the sink fails."
     )
@@ -199,30 +233,52 @@ class Settings:
     sample_queue_max_bytes: int = setting(
         default=64 * 1024 * 1024, gt=0, description="Bytes of kept exchanges waiting in memory."
     )
-    s3_bucket: str | None = None
-    s3_prefix: str = "vllm-samples"
-    s3_region: str | None = None
-    s3_endpoint_url: HttpUrl | None = None
-    s3_sse: Literal["", "AES256", "aws:kms"] = ""
-    s3_kms_key_id: str | None = None
-    s3_storage_class: str | None = None
+    s3_bucket: str | None = setting(
+        default=None, description="Bucket for samples; without one they go to samples_dir."
+    )
+    s3_prefix: str = setting(default="vllm-samples", description="Key prefix in the bucket.")
+    s3_region: str | None = setting(
+        default=None, description="Region of the bucket (none: boto3's chain decides)."
+    )
+    s3_endpoint_url: HttpUrl | None = setting(
+        default=None, description="S3-compatible endpoint (MinIO, R2); default AWS."
+    )
+    s3_sse: Literal["", "AES256", "aws:kms"] = setting(
+        default="", description="Server-side encryption of uploaded objects ('' = bucket default)."
+    )
+    s3_kms_key_id: str | None = setting(default=None, description="KMS key for s3_sse aws:kms.")
+    s3_storage_class: str | None = setting(
+        default=None, description="Storage class of uploaded objects (e.g. STANDARD_IA)."
+    )
 
     # --- alerting ---------------------------------------------------------------------------
     alertmanager_url: HttpUrl | None = setting(
         default=None, description="Alertmanager base URL; alerts go to /api/v2/alerts."
     )
-    alert_webhook_url: HttpUrl | None = None
-    alert_evaluation_interval: float = setting(default=15.0, gt=0)
-    alert_resend_interval: float = setting(default=60.0, gt=0)
+    alert_webhook_url: HttpUrl | None = setting(
+        default=None, description="Also POST alerts (Alertmanager's webhook JSON) here."
+    )
+    alert_evaluation_interval: float = setting(
+        default=15.0, gt=0, description="How often the in-process engine evaluates alerts."
+    )
+    alert_resend_interval: float = setting(
+        default=60.0, gt=0, description="Resend firing alerts this often."
+    )
     alert_thresholds: dict[str, float] = setting(
         factory=dict, description="alert name -> threshold override."
     )
     alert_for: dict[str, float] = setting(
-        factory=dict, description="alert name -> 'for' override in seconds."
+        factory=dict, duration=True, description="alert name -> 'for' override (300 or '5m')."
     )
-    slo_ttft_seconds: float = setting(default=0.5, gt=0)
-    slo_e2e_seconds: float = setting(default=20.0, gt=0)
-    slo_target: float = setting(default=0.99, gt=0, lt=1)
+    slo_ttft_seconds: float = setting(
+        default=0.5, gt=0, description="SLO: time to first token within this..."
+    )
+    slo_e2e_seconds: float = setting(
+        default=20.0, gt=0, description="SLO: whole request within this..."
+    )
+    slo_target: float = setting(
+        default=0.99, gt=0, lt=1, description="...for this share of requests."
+    )
     external_labels: dict[str, str] = setting(
         factory=dict, description="Labels added to every alert the sidecar sends."
     )
@@ -307,5 +363,7 @@ def load(config_file: Path | None = None, **flags: Any) -> Settings:
     merged.update(explicit)
     for name in merged:
         if name not in known:
-            raise ConfigError(f"{name}: unknown setting")
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{name}: unknown setting{hint}")
     return Settings(**merged)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sidecar.durations import seconds_flag
+
 PHASES: tuple[tuple[str, float], ...] = (("normal", 0.3), ("saturation", 0.4), ("recovery", 0.3))
 """Phase name and share of one cycle."""
 
@@ -48,11 +50,35 @@ def _port(preferred: int) -> int:
 
 @dataclass(slots=True)
 class DemoState:
-    """What the live view shows besides the signals."""
+    """What the live view shows besides the signals.
+
+    Counts move with every progress report of the running phase (twice a second), not only when a
+    phase ends: finished phases plus the running phase's tally so far.
+    """
 
     phase: str = "starting"
-    requests: int = 0
-    errors: int = 0
+    done_requests: int = 0
+    done_errors: int = 0
+    phase_requests: int = 0
+    phase_errors: int = 0
+
+    @property
+    def requests(self) -> int:
+        return self.done_requests + self.phase_requests
+
+    @property
+    def errors(self) -> int:
+        return self.done_errors + self.phase_errors
+
+    def on_progress(self, progress: Any) -> None:
+        """``run_load``'s progress callback: the running phase's finished requests so far."""
+        self.phase_requests = progress.tally.ok + progress.tally.error_count
+        self.phase_errors = progress.tally.error_count
+
+    def end_phase(self, ok: int, errors: int) -> None:
+        self.done_requests += ok + errors
+        self.done_errors += errors
+        self.phase_requests = self.phase_errors = 0
 
 
 def _load_options(phase: str, seconds: float, target: str) -> Any:
@@ -77,48 +103,80 @@ async def _drive_load(target: str, cycle: float, state: DemoState, stop: asyncio
             if stop.is_set():
                 return
             state.phase = phase
-            report = await run_load(_load_options(phase, cycle * share, target))
-            state.requests += report.tally.ok + report.tally.error_count
-            state.errors += report.tally.error_count
+            report = await run_load(
+                _load_options(phase, cycle * share, target),
+                on_progress=state.on_progress,
+                progress_interval=0.5,
+            )
+            state.end_phase(report.tally.ok, report.tally.error_count)
 
 
 def _samples_written(directory: Path) -> int:
     return sum(1 for _ in directory.rglob("*.jsonl.gz")) if directory.exists() else 0
 
 
-def _view(sidecar: Any, state: DemoState, urls: dict[str, str], samples_dir: Path) -> Any:
+def _view(
+    sidecar: Any,
+    state: DemoState,
+    *,
+    urls: dict[str, str],
+    samples_dir: Path,
+    recent: Any,
+    width: int,
+) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    from sidecar.top import render
+    from sidecar.signals_api import document
+    from sidecar.topview import render
 
-    admin = sidecar.admin_state
-    payload = {
-        "scrape": {
-            "ready": admin.scrape.ready,
-            "last_error": admin.scrape.last_error,
-            "missing_metrics": list(admin.scrape.missing_metrics),
-            "vllm_version": admin.scrape.vllm_version,
-        },
-        "signals": admin.signals.to_json() if admin.signals else None,
-    }
-    alerts = sidecar.engine.alert_list()
-    states: dict[str, str] = {}
-    for alert in alerts:
-        name = alert.get("labels", {}).get("alertname")
-        if name and states.get(name) != "firing":  # several windows of one alert: show it once
-            states[name] = alert.get("state", "?")
-    alert_text = ", ".join(f"{name} ({state})" for name, state in sorted(states.items())) or "none"
+    payload = document(sidecar.admin_state.scrape, sidecar.admin_state.signals)
+    recent.observe(payload, time.monotonic())
     lines = [
         Text.assemble(("phase: ", "bold"), (state.phase, "cyan")),
         Text(
             f"requests {state.requests} (errors {state.errors})   "
             f"sample files {_samples_written(samples_dir)} in {samples_dir}"
         ),
-        Text.assemble(("alerts: ", "bold"), (alert_text, "red" if alerts else "green")),
-        render(payload, urls["proxy"]),
+        render(
+            payload,
+            urls["proxy"],
+            alerts=sidecar.engine.alert_list(),
+            recent=recent,
+            width=width,
+        ),
     ]
     return Group(*lines)
+
+
+QUERY_EXAMPLE = '"SELECT finish_reason, status, count(*) FROM samples GROUP BY ALL"'
+
+
+def _one_request_id(samples_dir: Path) -> str:
+    """A request id from the newest sample file, so the printed ``show`` works as is."""
+    import gzip
+    import json
+
+    files = sorted(samples_dir.rglob("*.jsonl.gz"), key=lambda path: path.stat().st_mtime)
+    for path in reversed(files):
+        with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+            first = gzip.decompress(path.read_bytes()).decode().splitlines()[0]
+            return str(json.loads(first)["request_id"])
+    return "REQUEST_ID"
+
+
+def next_commands(samples_dir: Path, admin_url: str | None = None) -> list[str]:
+    """What to run next on what the demo recorded (printed when it ends)."""
+    source = str(samples_dir)
+    commands = [
+        f"vllm-sidecar samples query --source {source} {QUERY_EXAMPLE}",
+        f"vllm-sidecar samples show --source {source} {_one_request_id(samples_dir)}",
+        f"vllm-sidecar samples drift --source {source} --baseline now-2h..now-10m "
+        "--current last:10m",
+    ]
+    if admin_url:
+        commands.append(f"vllm-sidecar top --sidecar {admin_url}   (while a sidecar runs)")
+    return commands
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -167,6 +225,8 @@ async def _demo(args: argparse.Namespace) -> int:
             console.print(f"[bold]{name:>16}[/] {url}")
         console.print(f"{'try':>16} curl -s {urls['admin']}/api/v1/signals")
         console.print(f"{'or':>16} OPENAI_BASE_URL={urls['proxy']} python your_app.py")
+        admin_hostport = urls["admin"].removeprefix("http://")
+        console.print(f"{'watch':>16} vllm-sidecar top --sidecar {admin_hostport}")
         state = DemoState()
         cycle = args.duration if args.duration else args.cycle
         load_task = asyncio.create_task(_drive_load(urls["proxy"], cycle, state, stop))
@@ -193,7 +253,18 @@ async def _demo(args: argparse.Namespace) -> int:
         f"done: {state.requests} requests, {state.errors} errors, "
         f"{written} sample file(s) under {samples_dir}"
     )
+    console.print("next, look at what was recorded:", style="bold")
+    for command in next_commands(samples_dir, admin_address(settings)):
+        console.print(f"  {command}", highlight=False, soft_wrap=True)
     return 0
+
+
+def admin_address(settings: Any) -> str:
+    """``host:port`` of a plain ``vllm-sidecar run`` with these settings' admin port."""
+    from sidecar.config import split_host_port
+
+    _, port = split_host_port(settings.admin_listen)
+    return f"127.0.0.1:{port}"
 
 
 async def _watch(
@@ -212,20 +283,33 @@ async def _watch(
     def finished() -> bool:
         return stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
 
+    from sidecar.topview import Recent
+
+    recent = Recent()
     if console.is_terminal:
         with live_cls(console=console, auto_refresh=False) as live:
             while not finished():
-                live.update(_view(sidecar, state, urls, samples_dir), refresh=True)
+                view = _view(
+                    sidecar,
+                    state,
+                    urls=urls,
+                    samples_dir=samples_dir,
+                    recent=recent,
+                    width=console.width,
+                )
+                live.update(view, refresh=True)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
         return
+    from sidecar.topview import active_alerts
+
     next_line = 0.0
     while not finished():
         if time.monotonic() >= next_line:
             signals = sidecar.admin_state.signals
             target = signals.targets[0] if signals and signals.targets else None
             kv = target.kv_cache_usage if target else None
-            alerts = [a["labels"].get("alertname") for a in sidecar.engine.alert_list()]
+            alerts = sorted(active_alerts(sidecar.engine.alert_list()))
             print(
                 f"phase={state.phase} requests={state.requests} "
                 f"kv={'-' if kv is None else f'{kv:.2f}'} alerts={alerts}",
@@ -247,10 +331,18 @@ def register(subparsers: Any) -> None:
         "demo", help="Emulated vLLM + sidecar + load: normal -> saturation -> recovery."
     )
     parser.add_argument(
-        "--duration", type=float, default=0.0, help="Stop after N seconds (0 = until Ctrl-C)."
+        "--duration",
+        type=seconds_flag,
+        default=0.0,
+        metavar="SECONDS",
+        help="Stop after SECONDS (or 30s, 5m; default 0 = until Ctrl-C).",
     )
     parser.add_argument(
-        "--cycle", type=float, default=120.0, help="Length of one normal/saturation/recovery walk."
+        "--cycle",
+        type=seconds_flag,
+        default=120.0,
+        metavar="SECONDS",
+        help="Length of one normal/saturation/recovery walk (default 120).",
     )
     parser.add_argument(
         "--sample-rate", type=float, default=0.2, help="Higher than production so files appear."

@@ -20,6 +20,8 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from sidecar.durations import parse_seconds
+
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
 _BOUNDS = (
@@ -44,6 +46,12 @@ class Limits:
     lt: float | None = None
     le: float | None = None
     pattern: str | None = None
+    duration: bool | None = None
+    """Seconds that may also be written ``5m``; None: decided by the name (see ``is_duration``)."""
+
+
+DURATION_SUFFIXES = ("_seconds", "_interval", "_timeout")
+"""A setting whose name ends so holds seconds and also takes Prometheus durations (``5m``)."""
 
 
 def setting(
@@ -56,9 +64,14 @@ def setting(
     lt: float | None = None,
     le: float | None = None,
     pattern: str | None = None,
+    duration: bool | None = None,
 ) -> Any:
-    """Declare one setting (a dataclass field carrying its description and bounds)."""
-    limits = Limits(description, gt, ge, lt, le, pattern)
+    """Declare one setting (a dataclass field carrying its description and bounds).
+
+    ``duration=True`` marks seconds (or a mapping to seconds) that may be written ``5m``; names
+    ending in ``_seconds``, ``_interval`` or ``_timeout`` are durations without saying so.
+    """
+    limits = Limits(description, gt, ge, lt, le, pattern, duration)
     if factory is not None:
         return field(default_factory=factory, metadata={"limits": limits})
     return field(default=default, metadata={"limits": limits})
@@ -80,6 +93,39 @@ class SettingField:
         return self.limits.description
 
     @property
+    def is_duration(self) -> bool:
+        """Seconds, also accepted as a Prometheus duration (``30s``, ``5m``, ``1h30m``)."""
+        if self.limits.duration is not None:
+            return self.limits.duration
+        return self.name.endswith(DURATION_SUFFIXES)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The allowed values of a ``Literal`` setting, else empty."""
+        return _literal_values(self.annotation)
+
+    @property
+    def metavar(self) -> str:  # noqa: PLR0911 - one answer per kind of value
+        """What the flag takes, for ``--help``: ``URL``, ``HOST:PORT``, ``SECONDS``, ``JSON`` ..."""
+        if self.structured:
+            return "JSON"
+        if self.is_duration:
+            return "SECONDS"
+        base = _unwrap(self.annotation)
+        checks = {getattr(check, "__name__", "") for check in _checks(self.annotation)}
+        if "_check_http_url" in checks:
+            return "URL"
+        if "_check_host_port" in checks:
+            return "HOST:PORT"
+        if base is Path:
+            return "PATH"
+        if base is int:
+            return "BYTES" if self.name.endswith("_bytes") else "N"
+        if base is float:
+            return "RATE" if self.name.endswith("_rate") else "NUMBER"
+        return "TEXT"
+
+    @property
     def structured(self) -> bool:
         """Dict and list settings: JSON on the command line and in the environment."""
         return _is_structured(self.annotation)
@@ -96,11 +142,16 @@ class SettingField:
     def check(self, value: Any) -> Any:
         """``value`` coerced to the declared type and checked; ConfigError naming the field."""
         try:
-            result = _coerce(self.annotation, value)
+            result = _coerce(self.annotation, _as_seconds(value) if self.is_duration else value)
             _check_limits(self.limits, result)
         except ValueError as exc:
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
-            raise ConfigError(f"{self.name}: {_one_line(str(exc))}{shown}") from None
+            message = _one_line(str(exc))
+            shown = (
+                ""
+                if isinstance(value, dict) or f"got {value!r}" in message
+                else f" (got {value!r})"
+            )
+            raise ConfigError(f"{self.name}: {message}{shown}") from None
         return result
 
     def json_schema(self) -> dict[str, Any]:
@@ -126,6 +177,49 @@ def setting_fields(cls: type) -> Mapping[str, SettingField]:
 def check_fields(instance: object, declared: Mapping[str, SettingField]) -> dict[str, Any]:
     """Every field of ``instance`` coerced and checked (raises ConfigError on the first bad one)."""
     return {name: spec.check(getattr(instance, name)) for name, spec in declared.items()}
+
+
+def _as_seconds(value: Any) -> Any:
+    """Duration text to seconds, in a mapping too (``alert_for``); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        converted = {}
+        for key, item in value.items():
+            try:
+                converted[key] = parse_seconds(item)
+            except ValueError as exc:
+                raise ValueError(f"entry {key!r}: {exc} (got {item!r})") from None
+        return converted
+    return parse_seconds(value)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The plain type under ``Annotated`` and ``X | None``."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _unwrap(inner[0]) if len(inner) == 1 else annotation
+    return annotation
+
+
+def _checks(annotation: Any) -> tuple[Any, ...]:
+    """The value checks an ``Annotated`` type (possibly inside ``X | None``) carries."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return typing.get_args(annotation)[1:]
+    if origin in (typing.Union, types.UnionType):
+        return tuple(c for arg in typing.get_args(annotation) for c in _checks(arg))
+    return ()
+
+
+def _literal_values(annotation: Any) -> tuple[str, ...]:
+    base = _unwrap(annotation)
+    if typing.get_origin(base) is Literal:
+        return tuple(str(arg) for arg in typing.get_args(base))
+    return ()
 
 
 def _one_line(text: str) -> str:

@@ -135,7 +135,10 @@ async def test_derived_gauges_follow_the_contract(
     assert per_model[("0.99", "1m")] > 0.06
     # The exported number is the one /api/v1/signals reports.
     model_json = next(t for t in signals["targets"] if t["engine"] is None)
-    assert model_json["latency"]["ttft"]["1m"]["0.99"] == pytest.approx(per_model[("0.99", "1m")])
+    assert model_json["ttft_seconds"]["1m"]["0.99"] == pytest.approx(per_model[("0.99", "1m")])
+    assert model_json["engines"] == ["0", "1"]
+    engine_json = next(t for t in signals["targets"] if t["engine"] == "1")
+    assert engine_json["kv_cache_usage_ratio"] == 0.9
     # KV usage per model is the fullest engine, never a sum.
     kv = {
         labels.get("engine"): value
@@ -148,6 +151,8 @@ async def test_derived_gauges_follow_the_contract(
     }
     assert running == {None: 6.0, "0": 3.0, "1": 3.0}
     assert _samples(text, "vllm_sidecar_build_info")[0][1] == 1.0
+    assert "_created" not in text, "no per-child start timestamps nobody queries"
+    assert "vllm_sidecar_scrapes_total" in text
     missing = {
         labels["metric"]: value
         for labels, value in _samples(text, "vllm_sidecar_vllm_metrics_missing")

@@ -139,7 +139,7 @@ def test_structured_environment_values_must_be_json(monkeypatch: pytest.MonkeyPa
     ("flags", "message"),
     [
         ({"max_body_bytes": "1.5"}, "max_body_bytes: expected an integer (got '1.5')"),
-        ({"scrape_interval": "nan"}, "scrape_interval: expected a finite number"),
+        ({"scrape_interval": "nan"}, "scrape_interval: expected a finite number of seconds"),
         ({"history_seconds": 299}, "history_seconds: must be at least 300 (got 299)"),
         ({"slo_target": 1}, "slo_target: must be less than 1 (got 1)"),
         ({"proxy_enabled": "maybe"}, "proxy_enabled: expected a boolean"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +27,18 @@ def test_demo_runs_for_its_duration_and_leaves_samples(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "done:" in result.stdout
     assert "VLLMKVCacheSaturation" in result.stderr, "the canary fires during the saturation phase"
+    status = re.findall(r"phase=(\w+) requests=(\d+)", result.stderr)
+    steady = [
+        (phase, int(before), int(after))
+        for (phase, before), (same, after) in itertools.pairwise(status)
+        if phase == same and phase != "starting"
+    ]
+    assert any(after > before for _, before, after in steady), (
+        f"the request counter moves within a phase, not only between phases: {status}"
+    )
+    assert "next, look at what was recorded:" in result.stdout
+    assert "vllm-sidecar samples query --source samples-data" in result.stdout
+    assert "vllm-sidecar top --sidecar 127.0.0.1:" in result.stdout
     files = sorted((tmp_path / "samples-data" / "v1").rglob("*.jsonl.gz"))
     assert files, "sampled records land in the local sink"
     assert all(

@@ -6,7 +6,9 @@
 # Writes what compose.yaml references but the repository cannot ship: random API keys and a
 # Grafana password (secrets/), a self-signed certificate (tls/) unless you put yours there, and
 # .env (PUBLIC_HOST, SIDECAR_POD_NAME). Existing files are never overwritten, so it is safe to
-# run again. Each secret is readable only by the container user that needs it.
+# run again. Each secret is readable only by the container user that needs it; the two files the
+# `docker compose` command itself reads (.env and secrets/vllm.env) belong to the user who ran
+# sudo (or COMPOSE_USER=name), so compose works as that (docker-group) user, not only as root.
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -20,15 +22,23 @@ PUBLIC_HOST="${1:-$(hostname -f 2>/dev/null || hostname)}"
 SIDECAR_UID=10001   # USER of the vllm-sidecar image (Dockerfile)
 GRAFANA_UID=472     # grafana/grafana
 NOBODY_UID=65534    # prom/alertmanager runs as nobody
+if [[ -n "${COMPOSE_USER:-}" ]]; then
+    COMPOSE_OWNER="$(id -u "$COMPOSE_USER"):$(id -g "$COMPOSE_USER")"
+else
+    COMPOSE_OWNER="${SUDO_UID:-0}:${SUDO_GID:-0}"   # who runs `docker compose` afterwards
+fi
 
 random_key() { openssl rand -hex 32; }
 
-# write FILE OWNER MODE: content from stdin, only when FILE does not exist yet.
+# write FILE OWNER MODE: content from stdin, only when FILE does not exist yet. A kept file
+# still gets OWNER and MODE, which repairs files an older setup.sh wrote as root.
 write() {
     local file="$1" owner="$2" mode="$3"
     if [[ -e "$file" ]]; then
         echo "kept    $file"
         cat >/dev/null
+        chown "$owner" "$file"
+        chmod "$mode" "$file"
         return
     fi
     (umask 077 && cat >"$file")
@@ -51,7 +61,7 @@ if [[ -e secrets/vllm-api-key ]]; then
     UPSTREAM_KEY="$(cat secrets/vllm-api-key)"
 fi
 printf '%s\n' "$UPSTREAM_KEY" | write secrets/vllm-api-key "$SIDECAR_UID:$SIDECAR_UID" 0400
-write secrets/vllm.env "0:0" 0600 <<ENV
+write secrets/vllm.env "$COMPOSE_OWNER" 0600 <<ENV
 VLLM_API_KEY=$UPSTREAM_KEY
 # HF_TOKEN=hf_...   (for gated models)
 ENV
@@ -71,7 +81,7 @@ else
     echo "kept    tls/fullchain.pem, tls/privkey.pem"
 fi
 
-write .env "0:0" 0600 <<DOTENV
+write .env "$COMPOSE_OWNER" 0644 <<DOTENV
 PUBLIC_HOST=$PUBLIC_HOST
 SIDECAR_POD_NAME=$(hostname -s 2>/dev/null || hostname)
 # VLLM_MODEL=Qwen/Qwen2.5-1.5B-Instruct
@@ -79,5 +89,5 @@ SIDECAR_POD_NAME=$(hostname -s 2>/dev/null || hostname)
 DOTENV
 
 echo
-echo "Next: edit secrets/slack-webhook-url, then: docker compose up -d"
+echo "Next: edit secrets/slack-webhook-url, then (as $(id -nu "${COMPOSE_OWNER%%:*}" 2>/dev/null || echo "${COMPOSE_OWNER%%:*}"), a member of the docker group): docker compose up -d --build"
 echo "Client key: grep default secrets/sidecar-api-keys.yaml"

@@ -112,6 +112,16 @@ def default_external_url(settings: Settings) -> str:
     return f"http://{host}:{port}"
 
 
+def rule_config(settings: Settings) -> RuleConfig:
+    """The rules ``settings`` configure, checked (ConfigError naming the bad override)."""
+    config = RuleConfig.from_settings(settings)
+    try:
+        catalogue.validate(config, check_slo_edges=False)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return config
+
+
 class AlertEngine:
     """Evaluates the catalogue in-process and notifies receivers (see module docstring)."""
 
@@ -125,11 +135,7 @@ class AlertEngine:
         wall_clock: Callable[[], float] = time.time,
         backoff_base: float = 0.5,
     ) -> None:
-        self.config = RuleConfig.from_settings(settings)
-        try:
-            catalogue.validate(self.config, check_slo_edges=False)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.config = rule_config(settings)
         self._interval = settings.alert_evaluation_interval
         self._staleness = 2 * settings.scrape_interval + settings.scrape_timeout
         self._resend = settings.alert_resend_interval

@@ -6,7 +6,8 @@ Usage::
     python -m sidecar.alerting.generate --check         # exit 1 if alerts/ is out of date
     python -m sidecar.alerting.generate --out-dir DIR --config sidecar.yaml \\
         --instance-label namespace --instance-label pod --vllm-up-selector 'job="vllm"'
-    vllm-sidecar alert-rules --config sidecar.yaml      # the same, into the current directory
+    vllm-sidecar alert-rules --config sidecar.yaml > rules.yaml   # the rule file on stdout
+    vllm-sidecar alert-rules --config sidecar.yaml --out-dir DIR  # both files into DIR
 
 Without ``--config`` the settings' defaults are used (never the environment), so the committed
 output does not depend on who ran the generator. With ``--config``, thresholds, ``for``
@@ -26,7 +27,7 @@ from typing import Any
 from sidecar.alerting import catalogue
 from sidecar.alerting.rulefile import render_alertmanager_example, render_rules
 from sidecar.alerting.spec import RuleConfig
-from sidecar.config import ConfigError, load
+from sidecar.config import ConfigError, fields_of_settings, load
 
 RULES_FILE = "vllm-sidecar.rules.yaml"
 ALERTMANAGER_FILE = "alertmanager.example.yaml"
@@ -41,11 +42,25 @@ def render(config: RuleConfig) -> dict[str, str]:
     }
 
 
-def add_arguments(parser: argparse.ArgumentParser, default_out: Path) -> None:
+def add_arguments(parser: argparse.ArgumentParser, default_out: Path | None) -> None:
     """The generator's options, shared by ``python -m`` and the CLI subcommand."""
-    parser.add_argument("--out-dir", type=Path, default=default_out)
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=default_out,
+        metavar="DIR",
+        help=f"Write {RULES_FILE} and {ALERTMANAGER_FILE} here"
+        + (f" (default: {default_out})." if default_out else " (default: the rules to stdout)."),
+    )
     parser.add_argument("--check", action="store_true", help="Compare instead of writing.")
     parser.add_argument("--config", type=Path, help="Sidecar settings YAML (thresholds, SLOs).")
+    parser.add_argument(
+        "--runbook-url",
+        default=None,
+        metavar="URL",
+        help="Runbook document the alerts link to (runbook_url = URL#<alert>); default: "
+        "alert_runbook_url of --config, else the project's alerts/runbooks.md.",
+    )
     parser.add_argument("--vllm-selector", default=None, help="Extra matchers for vllm:* series.")
     parser.add_argument("--vllm-up-selector", default=None, help="Matchers of vLLM's up series.")
     parser.add_argument(
@@ -72,7 +87,7 @@ def register(subparsers: Any) -> None:
         help="Write Prometheus rules and an example Alertmanager config for these settings.",
         description=__doc__.split("\n\n")[0],
     )
-    add_arguments(parser, default_out=Path())
+    add_arguments(parser, default_out=None)  # never write into the cwd unasked
     parser.set_defaults(func=run)
 
 
@@ -84,6 +99,10 @@ def config_from_args(args: argparse.Namespace) -> RuleConfig:
         for name in ("vllm_selector", "vllm_up_selector", "sidecar_selector", "sidecar_up_selector")
         if getattr(args, name) is not None
     }
+    if args.runbook_url is not None:
+        # checked like the setting of the same name, so a bad URL is one line naming it
+        runbook = fields_of_settings()["alert_runbook_url"].check(args.runbook_url)
+        config = replace(config, runbook_url=runbook)
     return replace(config, instance_labels=tuple(args.instance_label), **selectors)
 
 
@@ -95,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"generate: {exc}", file=sys.stderr)
         return 2
+    if args.out_dir is None:
+        if args.check:
+            print("generate: --check needs --out-dir", file=sys.stderr)
+            return 2
+        sys.stdout.write(render(config)[RULES_FILE])
+        return 0
     stale: list[str] = []
     for name, content in render(config).items():
         path = args.out_dir / name

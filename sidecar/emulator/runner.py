@@ -3,7 +3,9 @@
 The handle gives the base URL and direct access to the engine (``emu.engine.aborted``,
 ``emu.engine.kv_cache_usage`` ...) and the run-time controls (``emu.controls.set_faults(...)``).
 It also carries out timed outages: ``refuse`` closes the listening socket (new connections are
-refused; streams already open carry on) and reopens it on the same port when the time is up.
+refused) and every kept-alive connection (each closes after its request in flight, so streams
+already open finish; a client's pooled connection does not outlive the "dead process"), and
+reopens the socket on the same port when the time is up.
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ class Emulator:
             await self._site.stop()
             self._site = None
 
+    def _drop_connections(self) -> None:
+        """Close idle keep-alive connections now, busy ones after their current request."""
+        server = self._runner.server
+        for handler in server.connections if server is not None else ():
+            handler.close()
+
     def _faults_changed(self, faults: Faults) -> None:
         spec = (faults.outage, faults.outage_seconds)
         if spec == self._outage_spec:
@@ -84,6 +92,7 @@ class Emulator:
         """Apply the listener part of an outage, then heal it when ``outage_seconds`` pass."""
         if faults.outage == "refuse":
             await self._close_listener()
+            self._drop_connections()
             log.info("emulator_outage", mode="refuse", seconds=faults.outage_seconds)
         elif not self.listening:
             await self._listen(self.port)

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from sidecar.durations import seconds_flag
 from sidecar.loadgen.profiles import PROFILE_NAMES
 from sidecar.loadgen.report import Progress, progress_line
 from sidecar.loadgen.runner import LoadError, LoadOptions, run_load
@@ -91,18 +92,25 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--profile", choices=PROFILE_NAMES, default="steady")
     parser.add_argument("--concurrency", type=int, default=8, help="Requests in flight (peak).")
     parser.add_argument("--requests", type=int, default=None, help="Stop after starting N.")
-    parser.add_argument("--duration", type=float, default=None, help="Stop after S seconds.")
     parser.add_argument(
-        "--ramp-seconds", type=float, default=None, help="Ramp length (default: the duration)."
+        "--duration", type=seconds_flag, default=None, help="Stop after S seconds (or 30s, 5m)."
     )
-    parser.add_argument("--burst-seconds", type=float, default=5.0)
-    parser.add_argument("--idle-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--ramp-seconds",
+        type=seconds_flag,
+        default=None,
+        help="Ramp length (default: the duration).",
+    )
+    parser.add_argument("--burst-seconds", type=seconds_flag, default=5.0)
+    parser.add_argument("--idle-seconds", type=seconds_flag, default=5.0)
     parser.add_argument("--endpoint", choices=["chat", "completions"], default="chat")
     parser.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--model", default=None, help="Default: the first of /v1/models.")
     parser.add_argument("--prompt-words", type=int, default=200)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--timeout", type=float, default=120.0, help="Per-request seconds.")
+    parser.add_argument(
+        "--timeout", type=seconds_flag, default=120.0, help="Per-request seconds (or 2m)."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--drain",

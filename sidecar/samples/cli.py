@@ -13,10 +13,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sidecar.extras import require
 from sidecar.samples import commands
 from sidecar.samples.output import FORMATS
 
 Handler = Callable[[argparse.Namespace], int]
+
+DESCRIPTION = """\
+Review sampled completions. Every subcommand takes --source: s3://bucket/prefix (read through
+the local cache that `pull` fills; --cache overrides where) or a local directory written by the
+sidecar's embedded sink (`vllm-sidecar demo` and `run` without a bucket write ./samples-data).
+query, show, export and drift need: pip install 'vllm-sidecar[review]'. Guide: docs/samples.md."""
+
+EXAMPLES = """\
+examples:
+  vllm-sidecar samples pull  --source s3://acme-llm/samples --since now-7d
+  vllm-sidecar samples query --source ./samples-data \\
+      "SELECT model_name, finish_reason, count(*) FROM samples GROUP BY ALL"
+  vllm-sidecar samples show  --source ./samples-data REQUEST_ID
+  vllm-sidecar samples drift --source ./samples-data --baseline now-2h..now-1h --current last:1h"""
+
+NEEDS: dict[str, tuple[str, ...]] = {
+    "pull": (),
+    "query": ("duckdb",),
+    "show": ("duckdb",),
+    "export": ("duckdb",),
+    "drift": ("duckdb", "numpy", "scipy", "matplotlib"),
+}
+"""Subcommand -> the modules of the ``review`` extra it imports (``pull`` needs only boto3)."""
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -31,6 +55,7 @@ def _guarded(handler: Handler) -> Handler:
         from sidecar.samples.timespec import TimeSpecError
 
         prefix = f"vllm-sidecar samples {args.command_name}"
+        require(prefix, "review", NEEDS[args.command_name])
         try:
             return handler(args)
         except (SourceError, TimeSpecError, DriftConfigError, OutputError) as exc:
@@ -92,7 +117,7 @@ def _add(subparsers: Any, name: str, handler: Handler, help_text: str) -> argpar
 
 
 def _add_drift(subparsers: Any) -> None:
-    from sidecar.samples.drift.signals import SIGNAL_NAMES
+    from sidecar.samples.drift.names import SIGNAL_NAMES
 
     drift = _add(
         subparsers,
@@ -150,7 +175,8 @@ def register(subparsers: Any) -> None:
     samples = subparsers.add_parser(
         "samples",
         help="Review sampled completions: pull, query, show, export, drift.",
-        description=__doc__,
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = samples.add_subparsers(dest="samples_command", required=True, metavar="SUBCOMMAND")
@@ -163,7 +189,10 @@ def register(subparsers: Any) -> None:
     query.add_argument("--format", choices=FORMATS, default="table")
     query.add_argument("--output", type=Path, help="Write to FILE (needed for parquet).")
     query.add_argument(
-        "sql", metavar="SQL", help='e.g. "SELECT model, count(*) FROM samples GROUP BY 1"'
+        "sql",
+        metavar="SQL",
+        help='e.g. "SELECT model_name, count(*) FROM samples GROUP BY 1" (the view `samples` has '
+        "one row per record; `model` holds the partition slug, `model_name` the served name)",
     )
 
     show = _add(actions, "show", commands.run_show, "Print one record readably.")

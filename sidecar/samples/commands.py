@@ -53,6 +53,11 @@ def _source(args: argparse.Namespace) -> Source:
             f"no cached samples for {source.text} in {source.root}; "
             f"run `vllm-sidecar samples pull --source {source.text}` first"
         )
+    elif not source.is_s3 and not any((source.root / "v1").glob("dt=*/**/*.jsonl.gz")):
+        _err(
+            f"{source.root.resolve()} is empty: no sample objects under v1/dt=.../ "
+            "(--source takes a sidecar's samples_dir, e.g. ./samples-data, or s3://bucket/prefix)"
+        )
     return source
 
 
@@ -200,7 +205,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _drift_config(args: argparse.Namespace) -> Any:
-    from sidecar.samples.drift import DriftConfig, load_config_file
+    from sidecar.samples.drift.config import DriftConfig, load_config_file
 
     config = load_config_file(args.config) if args.config else DriftConfig()
     openings = None
@@ -221,8 +226,9 @@ def run_drift(args: argparse.Namespace) -> int:
     """``drift --baseline RANGE --current RANGE``."""
     from rich.console import Console
 
-    from sidecar.samples.drift import compare, exit_code, print_result, write_report
-    from sidecar.samples.drift.run import check_windows
+    from sidecar.samples.drift.report import write_report
+    from sidecar.samples.drift.run import check_windows, compare, exit_code
+    from sidecar.samples.drift.table import print_result
     from sidecar.samples.progress import status
     from sidecar.samples.windows import parse_window
 

@@ -57,6 +57,15 @@ COLUMNS: dict[str, str] = {
 PARTITION_COLUMNS: dict[str, str] = {"dt": "DATE", "hour": "INTEGER", "model": "VARCHAR"}
 
 
+CLIENT_CLOSED = 499
+"""The proxy's status for a request whose client went away first: not a server error."""
+OUTCOME_SQL = (
+    f"CASE WHEN status = {CLIENT_CLOSED} THEN 'client_abort' "
+    "WHEN status >= 400 OR error IS NOT NULL THEN 'error' ELSE 'ok' END AS outcome"
+)
+"""The view's ``outcome`` column: ok, error (vLLM or the proxy failed) or client_abort (499)."""
+
+
 @dataclass(slots=True)
 class Scan:
     """The usable files under a root, and what was left out."""
@@ -104,7 +113,7 @@ def _struct(types: dict[str, str]) -> str:
 
 def view_sql(files: list[Path]) -> str:
     """``CREATE VIEW samples`` over ``files`` (an empty view with the same columns if none)."""
-    derived = "response->>'$.choices[0].text' AS response_text"
+    derived = f"response->>'$.choices[0].text' AS response_text, {OUTCOME_SQL}"
     if not files:
         typed = [f"NULL::{kind} AS {name}" for name, kind in (COLUMNS | PARTITION_COLUMNS).items()]
         return (

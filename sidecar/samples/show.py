@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sidecar.samples.dataset import CLIENT_CLOSED
 from sidecar.samples.output import plain
 from sidecar.samples.prompts import load_request, messages
 
@@ -92,6 +93,8 @@ def render(record: dict[str, Any], console: Any) -> None:
             continue
         if key.endswith("_seconds") and isinstance(value, int | float):
             value = f"{value * 1000:.0f} ms" if value < 1 else f"{value:.3f} s"
+        if key == "status" and value == CLIENT_CLOSED:
+            value = f"{value} (client aborted: it went away first; not a server error)"
         meta.add_row(label, Text(str(value)))
     console.print(Panel(meta, title=title, title_align="left"))
 

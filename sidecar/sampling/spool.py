@@ -118,7 +118,10 @@ class Spool:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(lock_fd)
-            raise SpoolLockedError(f"spool {self.directory} is in use by another process") from None
+            raise SpoolLockedError(
+                f"spool directory {self.directory.resolve()} is in use by another process "
+                "(another vllm-sidecar?); give this one its own --spool-dir"
+            ) from None
         self._lock_fd = lock_fd
         highest = 0
         for path in sorted(self.directory.iterdir()):

@@ -221,9 +221,7 @@ class Drill:
         )
         query = f"histogram_quantile(0.99, sum by (le) (rate({series}[5m])))"
         result = await self.json(f"{self.prometheus}/api/v1/query", query=query)
-        return target["latency"]["ttft"]["5m"]["0.99"], float(
-            result["data"]["result"][0]["value"][1]
-        )
+        return target["ttft_seconds"]["5m"]["0.99"], float(result["data"]["result"][0]["value"][1])
 
 
 def prometheus_config(rules: Path, relay_port: int, sidecars: list[Sidecar]) -> str:

@@ -71,20 +71,23 @@ def referenced_files(data: dict[str, Any], base: Path) -> dict[str, Path]:
     return found
 
 
-def prepare(scratch: Path, public_host: str = "llm.example.test") -> Path:
+def prepare(
+    scratch: Path, public_host: str = "llm.example.test", env: dict[str, str] | None = None
+) -> Path:
     """A copy of the recipe with the repository parts it mounts, after ``setup.sh``; its path."""
     recipe = scratch / "deploy" / "vm"
     shutil.copytree(RECIPE, recipe)
     for name in LINKED:
         (scratch / name).symlink_to(ROOT / name)
-    run_setup(recipe, public_host)
+    result = run_setup(recipe, public_host, env=env)
+    assert result.returncode == 0, result.stderr
     return recipe
 
 
 def run_setup(
-    recipe: Path, *args: str, user: int | None = None
+    recipe: Path, *args: str, user: int | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the recipe's setup.sh (as root, or as ``user`` through setpriv).
+    """Run the recipe's setup.sh (as root, or as ``user`` through setpriv); ``env`` adds variables.
 
     Another user cannot read pytest's private temp directories, so that run gets the script on
     standard input, from ``/``.
@@ -103,8 +106,13 @@ def run_setup(
         check=False,
         timeout=60,
         cwd=cwd,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
     )
+
+
+def as_user(uid: int, argv: list[str]) -> list[str]:
+    """``argv`` run as an unprivileged ``uid`` (no supplementary groups)."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv]
 
 
 def container_view(recipe: Path, service: str, root: Path) -> Path:

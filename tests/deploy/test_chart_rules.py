@@ -89,3 +89,32 @@ def test_overrides_reach_the_sidecar_engine_too(tmp_path: Path) -> None:
         "VLLMSidecarProxyOverheadHigh": 0.5,
     }
     assert duration(settings.alert_for["VLLMKVCacheSaturation"]) == "1h30m"
+
+
+def test_runbook_url_value_reaches_the_rules_and_the_sidecar(tmp_path: Path) -> None:
+    """alerts.runbookUrl: every rule links to that document (same anchors as the generator)."""
+    wiki = "https://wiki.example.internal/llm/runbooks"
+    rendered = render({"prometheusRule": {"enabled": True}, "alerts": {"runbookUrl": wiki + "/"}})
+    groups = rendered.one("PrometheusRule")["spec"]["groups"]
+    expected = yaml.safe_load(render_rules(RuleConfig(runbook_url=wiki)))["groups"]
+    assert groups == expected
+    links = [
+        rule["annotations"]["runbook_url"]
+        for group in groups
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    assert links
+    assert all(link.startswith(wiki + "#") for link in links)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(rendered.sidecar_settings()), encoding="utf-8")
+    assert load(path).alert_runbook_url == wiki
+
+
+def test_notes_warn_while_the_image_is_the_unpublished_placeholder() -> None:
+    """The default repository does not exist: the install notes say what to do about it."""
+    default = render({}).notes
+    built = render({"sidecar": {"image": {"repository": "registry.example.com/vllm-sidecar"}}})
+    assert "not published" in default
+    assert "--set sidecar.image.repository=" in default
+    assert "not published" not in built.notes

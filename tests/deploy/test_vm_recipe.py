@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +20,7 @@ from tests.deploy.chart import ROOT
 from tests.deploy.recipe import (
     RECIPE,
     SETUP_OUTPUTS,
+    as_user,
     compose,
     container_view,
     prepare,
@@ -201,6 +205,50 @@ def test_setup_is_idempotent_and_refuses_non_root(recipe: Path) -> None:
     refused = run_setup(recipe, user=65534)
     assert refused.returncode == 1
     assert "run as root" in refused.stderr
+
+
+def test_compose_runs_as_the_user_who_ran_sudo(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``sudo ./setup.sh`` then ``docker compose`` as that user: compose reads .env and vllm.env.
+
+    The files compose itself reads used to be root's 0600 (PermissionError: './.env').
+    """
+    cli = shutil.which("docker-compose")
+    assert cli, "docker-compose (Debian package docker-compose) is needed for this check"
+    scratch = Path(tempfile.mkdtemp(prefix="vm-user-"))
+    try:
+        scratch.chmod(0o755)  # the unprivileged user must reach the copy
+        user = 4242
+        recipe = prepare(scratch, env={"SUDO_UID": str(user), "SUDO_GID": str(user)})
+        for name in (".env", "secrets/vllm.env"):
+            assert (recipe / name).stat().st_uid == user
+        assert (recipe / "secrets/vllm-api-key").stat().st_uid == SIDECAR_UID
+        argv = [cli, "--project-directory", str(recipe), "-f", str(recipe / "compose.yaml")]
+        result = subprocess.run(
+            as_user(user, [*argv, "config"]),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+            env={"PATH": os.environ["PATH"], "HOME": "/tmp"},
+        )
+        assert result.returncode == 0, result.stderr
+        assert "PUBLIC_HOST" not in result.stderr
+        assert "llm.example.test" in result.stdout, "compose read .env as that user"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_setup_repairs_files_an_older_version_wrote_as_root(recipe: Path) -> None:
+    """A rerun keeps the content of .env but hands it to the compose user."""
+    env_file = recipe / ".env"
+    content = env_file.read_bytes()
+    os.chown(env_file, 0, 0)
+    env_file.chmod(0o600)
+    result = run_setup(recipe, env={"SUDO_UID": "4243", "SUDO_GID": "4243"})
+    assert result.returncode == 0, result.stderr
+    assert env_file.stat().st_uid == 4243
+    assert env_file.read_bytes() == content
+    run_setup(recipe)  # back to root for the other tests of this module
 
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:

@@ -70,6 +70,19 @@ async def test_refuse_outage_closes_the_port_then_heals_itself(
     assert emulator.controls.faults.outage == "none"
 
 
+async def test_refuse_outage_also_drops_kept_alive_connections(emulator: Emulator) -> None:
+    """A client with a pooled connection (a scraper) fails too, as with a dead vLLM."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as pooled:
+        async with pooled.get(f"{emulator.url}/metrics") as response:
+            assert response.status == 200
+            await response.read()
+        await _faults(pooled, emulator, outage="refuse", outage_seconds=3.0)
+        await wait_until(lambda: not emulator.listening, within=1.0)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with pooled.get(f"{emulator.url}/metrics") as response:
+                await response.read()
+
+
 async def test_error_rate_fails_requests_both_ways_and_counts_them(
     emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from sidecar.cli import main
-from sidecar.samples.drift import DriftConfig, Observations, evaluate_signals, observations
+from sidecar.samples.drift.analyse import evaluate_signals
+from sidecar.samples.drift.config import DriftConfig
+from sidecar.samples.drift.observe import Observations, observations
 from sidecar.samples.prompts import DEFAULT_REFUSAL_OPENINGS
 from tests.samples.synthetic import Traffic, make_records, row_of, write_objects
 

@@ -10,13 +10,14 @@ from rich.console import Console
 from sidecar.emulator import EmulatorOptions, run_emulator
 from sidecar.loadgen import LoadOptions, run_load
 from sidecar.top import render
+from sidecar.topview import Recent
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
-def _text(payload: dict[str, object]) -> str:
+def _text(payload: dict[str, object], recent: Recent | None = None) -> str:
     console = Console(width=200, record=True, force_terminal=False)
-    console.print(render(payload, "http://vllm:8000"))
+    console.print(render(payload, "http://vllm:8000", recent=recent, width=200))
     return console.export_text()
 
 
@@ -25,11 +26,11 @@ def test_render_shows_signals_and_flags_a_full_cache() -> None:
     target = {
         "model_name": MODEL,
         "engine": None,
-        "latency": {"ttft": {"1m": {"0.5": 0.042, "0.99": 1.5}}},
+        "ttft_seconds": {"1m": {"0.5": 0.042, "0.99": 1.5}},
         "requests_running": 12.0,
         "requests_waiting": 3.0,
-        "queue_slope": 0.25,
-        "kv_cache_usage": 0.91,
+        "queue_growth_per_second": 0.25,
+        "kv_cache_usage_ratio": 0.91,
         "kv_cache_seconds_to_full": 90.0,
         "error_ratio": {"1m": 0.02},
     }
@@ -37,7 +38,11 @@ def test_render_shows_signals_and_flags_a_full_cache() -> None:
         "scrape": {"ready": True, "vllm_version": "0.33.0", "missing_metrics": ["itl"]},
         "signals": {"targets": [target]},
     }
-    text = _text(payload)
+    rising = Recent()
+    for step, usage in enumerate((0.85, 0.88, 0.91)):
+        reading = {**target, "kv_cache_usage_ratio": usage, "requests_waiting": float(step + 1)}
+        rising.observe({"signals": {"targets": [reading]}}, step * 2.0)
+    text = _text(payload, rising)
     assert MODEL in text
     assert "42ms / 1.50s" in text
     assert "+0.25/s" in text

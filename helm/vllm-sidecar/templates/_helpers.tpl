@@ -154,6 +154,7 @@ spool: /var/spool/vllm-sidecar
 {{- if $sidecar.apiKeys.existingSecret }}{{ $_ := set $settings "api_keys_file" $paths.apiKeys }}{{ end }}
 {{- if .Values.vllm.apiKey.existingSecret }}{{ $_ := set $settings "upstream_api_key_file" $paths.upstreamKey }}{{ end }}
 {{- with .Values.alerts.alertmanagerUrl }}{{ $_ := set $settings "alertmanager_url" . }}{{ end }}
+{{- with .Values.alerts.runbookUrl }}{{ $_ := set $settings "alert_runbook_url" (trimSuffix "/" .) }}{{ end }}
 {{- $thresholds := dict }}
 {{- $holds := dict }}
 {{- range $name, $override := .Values.alerts.overrides }}

@@ -4,7 +4,9 @@ Only ``sample_reason = 'random'`` records are used: records kept by a keep-rule 
 ``length`` finishes, slow requests) are there *because* of what drift measures and would bias
 every share. Each record weighs ``1 / sample_rate``. A response is *ok* when the client got a
 status below 400 and the proxy saw no failure; length, finish reasons, empty answers, refusals,
-JSON validity and latency are judged over ok responses, the error share over all.
+JSON validity and latency are judged over ok responses, the error share over all. A client that
+went away first (status 499) is a *client abort*, counted apart from errors: a server that got
+worse and clients that grew impatient are different findings.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sidecar.samples.dataset import CLIENT_CLOSED
 from sidecar.samples.prompts import is_refusal, is_valid_json, load_request, wants_json
 from sidecar.samples.windows import Window
 
@@ -39,6 +42,9 @@ class Observations:
     weight: npt.NDArray[np.float64]
     ok: npt.NDArray[np.bool_]
     error: npt.NDArray[np.bool_]
+    """vLLM or the proxy failed (status >= 400 other than 499, or a recorded error)."""
+    client_abort: npt.NDArray[np.bool_]
+    """The client went away first (status 499)."""
     output_chars: npt.NDArray[np.float64]
     completion_tokens: npt.NDArray[np.float64]
     """NaN where the record has no usage."""
@@ -105,13 +111,15 @@ def observations(
     columns: dict[str, list[Any]] = {name: [] for name in Observations.__dataclass_fields__}
     for row in rows:
         status = int(row.get("status") or 0)
-        error = status >= 400 or bool(row.get("error"))
+        client_abort = status == CLIENT_CLOSED
+        error = not client_abort and (status >= 400 or bool(row.get("error")))
         text = row.get("response_text")
         request = load_request(row.get("request"))
         asked_json = wants_json(request)
         columns["weight"].append(_weight(row.get("sample_rate")))
-        columns["ok"].append(not error)
+        columns["ok"].append(not error and not client_abort)
         columns["error"].append(error)
+        columns["client_abort"].append(client_abort)
         columns["output_chars"].append(_float(row.get("output_chars")))
         columns["completion_tokens"].append(_float(row.get("completion_tokens")))
         columns["finish_reason"].append(str(row.get("finish_reason") or NO_FINISH))
@@ -125,6 +133,7 @@ def observations(
         weight=np.asarray(columns["weight"], dtype=np.float64),
         ok=np.asarray(columns["ok"], dtype=bool),
         error=np.asarray(columns["error"], dtype=bool),
+        client_abort=np.asarray(columns["client_abort"], dtype=bool),
         output_chars=np.asarray(columns["output_chars"], dtype=np.float64),
         completion_tokens=np.asarray(columns["completion_tokens"], dtype=np.float64),
         finish_reason=np.asarray(columns["finish_reason"], dtype=np.str_),

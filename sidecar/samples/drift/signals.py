@@ -263,7 +263,8 @@ _JSON = SignalSpec(
 )
 _TTFT = SignalSpec("ttft", "Time to first token", "distribution", "s", "ok responses")
 _E2E = SignalSpec("e2e_latency", "End-to-end latency", "distribution", "s", "ok responses")
-_ERRORS = SignalSpec("errors", "Errors", "proportion", "", "all responses")
+_ERRORS = SignalSpec("errors", "Server errors", "proportion", "", "all responses")
+_ABORTS = SignalSpec("client_aborts", "Client aborts (499)", "proportion", "", "all responses")
 
 SIGNALS: tuple[tuple[SignalSpec, Evaluator], ...] = (
     (_OUTPUT_CHARS, _distribution(_OUTPUT_CHARS, lambda o: (o.output_chars, o.ok))),
@@ -276,5 +277,5 @@ SIGNALS: tuple[tuple[SignalSpec, Evaluator], ...] = (
     (_TTFT, _distribution(_TTFT, lambda o: (o.ttft, o.ok))),
     (_E2E, _distribution(_E2E, lambda o: (o.e2e, o.ok))),
     (_ERRORS, _proportion(_ERRORS, lambda o: (np.ones(o.size, dtype=bool), o.error))),
+    (_ABORTS, _proportion(_ABORTS, lambda o: (np.ones(o.size, dtype=bool), o.client_abort))),
 )
-SIGNAL_NAMES = tuple(spec.name for spec, _ in SIGNALS)
