@@ -140,6 +140,37 @@ class Settings:
         default=600.0, gt=0, description="Longest silence from vLLM before a 504."
     )
     upstream_max_connections: int = setting(default=1000, ge=1)
+    max_bodies_in_flight_bytes: int = setting(
+        default=128 * 1024 * 1024,
+        ge=1024,
+        description="Budget: request-body bytes held at once by all requests together; past it "
+        "a request gets 503 (bounds memory under many concurrent uploads).",
+    )
+    max_client_connections: int = setting(
+        default=4096,
+        ge=1,
+        description="Budget: open client connections to the proxy; past it a new connection gets "
+        "503 and is closed. Also capped by the open-file limit, so the admin server and vLLM "
+        "connections always have descriptors left.",
+    )
+    client_header_timeout: float = setting(
+        default=10.0,
+        ge=0.5,
+        le=3600,
+        description="Seconds a new client connection may take to send a whole request head "
+        "(slowloris); then it is closed.",
+    )
+    client_idle_timeout: float = setting(
+        default=75.0,
+        ge=0.5,
+        le=86400,
+        description="Seconds an idle keep-alive client connection is kept open.",
+    )
+    upstream_max_trailer_bytes: int = setting(
+        default=16 * 1024,
+        ge=256,
+        description="Largest chunked trailer accepted from vLLM; more breaks off the response.",
+    )
     api_keys_file: Path | None = setting(
         default=None,
         description="YAML/JSON mapping key name -> key; inbound requests must carry one.",
