@@ -369,12 +369,15 @@ class ProxyHandler:
         error: str,
         retry_after: str | None = None,
     ) -> web.Response:
-        """A rejection at the door: counted, and the connection closed (the body may be unread)."""
+        """A rejection at the door, counted. After a 413 the connection is closed (the body is
+        unread and too large); after others aiohttp reads and drops any unread body for a few
+        seconds (never buffering it), so the client reads the answer after sending."""
         REJECTIONS.labels(reason=error).inc()
         response = ProxyHandler._reply(flight, status, message, error_type, error=error)
         if retry_after is not None:
             response.headers["Retry-After"] = retry_after
-        response.force_close()
+        if status == 413:
+            response.force_close()
         return response
 
     @staticmethod
