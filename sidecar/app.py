@@ -23,6 +23,7 @@ from sidecar.alerting.engine import AlertEngine
 from sidecar.alerting.inputs import EngineInputs, read_registry
 from sidecar.config import Settings, split_host_port
 from sidecar.exporter import SignalsCollector
+from sidecar.masking import mask_url
 from sidecar.metrics import REGISTRY
 from sidecar.proxy.server import ProxyServer
 from sidecar.sampling.pipeline import SamplingPipeline
@@ -196,7 +197,7 @@ async def serve_forever(settings: Settings) -> int:
     log.info(
         "sidecar_started",
         version=__version__,
-        upstream=settings.upstream,
+        upstream=mask_url(settings.upstream),
         proxy=":".join(map(str, sidecar.bound["proxy"])) if "proxy" in sidecar.bound else None,
         admin=":".join(map(str, sidecar.bound["admin"])),
     )

@@ -178,6 +178,11 @@ class Settings:
     upstream_api_key_file: Path | None = setting(
         default=None, description="File holding vLLM's --api-key; sent upstream by the proxy."
     )
+    allow_insecure_keys: bool = setting(
+        default=False,
+        description="Accept key files that others may write and inbound keys shorter than 16 "
+        "characters (each logged as a warning) instead of refusing to start.",
+    )
     shutdown_grace_seconds: float = setting(default=25.0, ge=0, le=3600)
 
     # --- sampling ---------------------------------------------------------------------------
@@ -266,11 +271,16 @@ class Settings:
         return replace(self, **changes)
 
     def masked(self) -> dict[str, Any]:
-        """The effective settings as plain JSON data, with anything secret-looking masked."""
+        """The effective settings as plain JSON data, with anything secret masked: secret-named
+        settings, passwords and query values in every URL, a webhook URL's path (its token)."""
+        from sidecar.masking import mask_url
+
         data = {key: _plain(value) for key, value in asdict(self).items()}
         for key, value in list(data.items()):
             if value and any(word in key for word in ("password", "secret", "token")):
                 data[key] = "***"
+            elif isinstance(value, str) and value and (key.endswith("_url") or key == "upstream"):
+                data[key] = mask_url(value, keep_path=key != "alert_webhook_url")
         return data
 
 

@@ -82,8 +82,10 @@ def build_proxy_app(
     """
     handler = ProxyHandler(
         sampler=sampler,
-        key_ring=load_key_ring(settings.api_keys_file),
-        upstream_key=load_upstream_key(settings.upstream_api_key_file),
+        key_ring=load_key_ring(settings.api_keys_file, allow_insecure=settings.allow_insecure_keys),
+        upstream_key=load_upstream_key(
+            settings.upstream_api_key_file, allow_insecure=settings.allow_insecure_keys
+        ),
         max_body_bytes=settings.max_body_bytes,
         max_response_bytes=settings.sample_max_response_bytes,
         body_budget=BodyBudget(settings.max_bodies_in_flight_bytes),

@@ -25,6 +25,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from sidecar.config import Settings
+from sidecar.masking import mask_url, scrub
 from sidecar.metrics import REGISTRY
 from sidecar.scrape.catalogue import CATALOGUE, missing_required
 from sidecar.scrape.errors import REASONS
@@ -199,9 +200,14 @@ class Scraper:
         status.vllm_serving = not vllm_down
         UPSTREAM_UP.set(0 if vllm_down else 1)
         if status.consecutive_failures == 0 or status.last_error_reason != reason:
-            self._log.warning("scrape_failed", reason=reason, error=message, url=self._url)
+            self._log.warning(
+                "scrape_failed",
+                reason=reason,
+                error=scrub(message, self._url),
+                url=mask_url(self._url),
+            )
         status.consecutive_failures += 1
-        status.last_error, status.last_error_reason = message, reason
+        status.last_error, status.last_error_reason = scrub(message, self._url), reason
 
     def _succeeded(self, snapshot: Snapshot) -> None:
         self._history.append(snapshot)

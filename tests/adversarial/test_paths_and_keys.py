@@ -137,3 +137,23 @@ async def test_unauthenticated_requests_never_spend_the_samplers_error_budget(
         await server.stop()
     offered: list[Any] = [exchange.status for exchange, _ in sampler.offers]
     assert offered == [200]
+
+
+def test_weak_or_writable_key_files_are_refused_unless_allowed(tmp_path: Path) -> None:
+    """A 1-character key or a keys file others can write stops start-up with one clear line;
+    ``allow_insecure_keys`` accepts them (with a warning)."""
+    from sidecar.config import ConfigError
+    from sidecar.proxy.keys import load_key_ring
+
+    short = tmp_path / "short.yaml"
+    short.write_text("team: k\n")
+    short.chmod(0o600)
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        load_key_ring(short)
+    assert load_key_ring(short, allow_insecure=True) is not None
+    writable = tmp_path / "writable.yaml"
+    writable.write_text(f"team: {KEY}\n")
+    writable.chmod(0o666)
+    with pytest.raises(ConfigError, match="writable by others"):
+        load_key_ring(writable)
+    assert load_key_ring(writable, allow_insecure=True) is not None

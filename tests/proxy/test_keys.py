@@ -49,7 +49,7 @@ def test_key_file_yaml_and_json_load_with_names(tmp_path: Path, keys_file: Path)
     assert ring is not None
     assert ring.names == ("team-a", "team-b")
     json_file = tmp_path / "keys.json"
-    json_file.write_text('{"ci": "k1", "web": "k2"}')
+    json_file.write_text('{"ci": "ci-key-0123456789", "web": "web-key-0123456789"}')
     ring = load_key_ring(json_file)
     assert ring is not None
     assert ring.names == ("ci", "web")
@@ -64,7 +64,7 @@ def test_key_file_yaml_and_json_load_with_names(tmp_path: Path, keys_file: Path)
         ("team-a: [sk-in-a-list]\n", "must be a non-empty string"),
         ("team-a: '   '\n", "must be a non-empty string"),
         ("'bad name!': sk-secret-value\n", "must be 1-64 characters"),
-        ("a: sk-secret-value\nb: sk-secret-value\n", "are the same key"),
+        ("a: sk-secret-value-long\nb: sk-secret-value-long\n", "are the same key"),
         ("a: 'sk-secret-value\n", "not valid YAML or JSON"),
     ],
 )
