@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from sidecar.settings_schema import ConfigError, SettingField, check_fields, setting, setting_fields
+from sidecar.settings_schema import (
+    ConfigError,
+    SettingField,
+    check_fields,
+    load_yaml_file,
+    setting,
+    setting_fields,
+)
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings", "load", "split_host_port"]
 
@@ -112,8 +119,8 @@ class Settings:
     proxy_enabled: bool = setting(default=True, description="Serve the OpenAI pass-through.")
 
     # --- scraping ---------------------------------------------------------------------------
-    scrape_interval: float = setting(default=5.0, gt=0, le=3600, description="Seconds.")
-    scrape_timeout: float = setting(default=5.0, gt=0, le=3600, description="Seconds.")
+    scrape_interval: float = setting(default=5.0, ge=0.1, le=3600, description="Seconds.")
+    scrape_timeout: float = setting(default=5.0, ge=0.05, le=3600, description="Seconds.")
     metrics_path: MetricsPath = setting(default="/metrics", pattern=r"^/")
     history_seconds: float = setting(
         default=900.0,
@@ -135,9 +142,9 @@ class Settings:
 
     # --- proxy ------------------------------------------------------------------------------
     max_body_bytes: int = setting(default=16 * 1024 * 1024, gt=0, description="Request bodies.")
-    upstream_connect_timeout: float = setting(default=5.0, gt=0)
+    upstream_connect_timeout: float = setting(default=5.0, ge=0.01, le=3600)
     upstream_read_timeout: float = setting(
-        default=600.0, gt=0, description="Longest silence from vLLM before a 504."
+        default=600.0, ge=0.05, le=86400, description="Longest silence from vLLM before a 504."
     )
     upstream_max_connections: int = setting(default=1000, ge=1)
     max_bodies_in_flight_bytes: int = setting(
@@ -209,12 +216,12 @@ class Settings:
     spool_max_bytes: int = setting(default=256 * 1024 * 1024, gt=0)
     spool_when_full: Literal["drop_newest", "drop_oldest"] = "drop_newest"
     upload_batch_max_records: int = setting(default=500, ge=1)
-    upload_batch_max_seconds: float = setting(default=60.0, gt=0)
+    upload_batch_max_seconds: float = setting(default=60.0, ge=0.05, le=86400)
     upload_retry_initial_seconds: float = setting(
-        default=1.0, gt=0, le=3600, description="First retry delay while the sink fails."
+        default=1.0, ge=0.01, le=3600, description="First retry delay while the sink fails."
     )
     upload_retry_max_seconds: float = setting(
-        default=30.0, gt=0, le=3600, description="Cap of the jittered exponential retry delay."
+        default=30.0, ge=0.01, le=3600, description="Cap of the jittered exponential retry delay."
     )
     sample_max_response_bytes: int = setting(
         default=4 * 1024 * 1024,
@@ -241,8 +248,8 @@ class Settings:
         default=None, description="Alertmanager base URL; alerts go to /api/v2/alerts."
     )
     alert_webhook_url: HttpUrl | None = None
-    alert_evaluation_interval: float = setting(default=15.0, gt=0)
-    alert_resend_interval: float = setting(default=60.0, gt=0)
+    alert_evaluation_interval: float = setting(default=15.0, ge=0.01, le=3600)
+    alert_resend_interval: float = setting(default=60.0, ge=0.05, le=86400)
     alert_thresholds: dict[str, float] = setting(
         factory=dict, description="alert name -> threshold override."
     )
@@ -294,16 +301,7 @@ def fields_of_settings() -> Mapping[str, SettingField]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml  # only when a file is given: ~1 MB the usual flags/env start does not need
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
+    data = load_yaml_file(path, "config")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -21,6 +21,7 @@ from typing import Final
 import structlog
 
 from sidecar.config import ConfigError
+from sidecar.settings_schema import load_yaml_file
 
 MIN_KEY_LENGTH: Final = 16
 """Shorter inbound keys are refused (``allow_insecure_keys`` overrides): guessable."""
@@ -101,14 +102,14 @@ def load_key_ring(path: Path | None, *, allow_insecure: bool = False) -> KeyRing
     """Read ``api_keys_file``; None when no file is configured (inbound keys off)."""
     if path is None:
         return None
-    import yaml  # only with a keys file: ~1 MB the process otherwise does without
-
     setting = "api_keys_file"
     _check_mode(path, setting, allow=allow_insecure)
     try:
-        data = yaml.safe_load(_read(path, setting))
-    except yaml.YAMLError:
+        data = load_yaml_file(path, setting)
+    except ConfigError as exc:
         # The parser's message may quote the file's content, i.e. a key: keep it out.
+        if "cannot read" in str(exc):
+            raise
         raise ConfigError(f"{setting}: {path} is not valid YAML or JSON") from None
     if not isinstance(data, dict) or not data:
         raise ConfigError(f"{setting}: {path} must hold a non-empty mapping of name -> key")
