@@ -145,7 +145,7 @@ class _ProxyRequestHandler(RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send an error")
         if status == 500:
-            log.error("proxy_internal_error", error=type(exc).__name__ if exc else None)
+            log.error("proxy_internal_error", exc_info=exc)
             return json_error(500, "Internal error in the proxy.", "InternalServerError")
         too_large = isinstance(exc, LineTooLong) or (
             isinstance(exc, BadHttpMessage) and "too many headers" in str(exc).lower()

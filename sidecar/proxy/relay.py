@@ -160,6 +160,14 @@ class ProxyHandler:
                 f"Request body is larger than {self._max_body} bytes.",
                 "RequestEntityTooLargeError",
             )
+        if length is not None and self._budget.held + length > self._budget.capacity:
+            REJECTIONS.labels(reason="body_budget").inc()
+            return json_error(
+                503,
+                "The proxy is holding too many request bodies; retry shortly.",
+                "ServiceUnavailableError",
+                **{"Retry-After": "1"},
+            )
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None
 

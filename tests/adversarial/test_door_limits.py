@@ -158,6 +158,13 @@ async def test_bodies_in_flight_have_one_budget_and_the_client_past_it_gets_503(
         assert status == 503
         assert json.loads(body)["error"]["type"] == "ServiceUnavailableError"
         assert rejections("body_budget") == before + 1
+        expecting = (
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+            b"Expect: 100-continue\r\n\r\n" % (1 << 20)
+        )
+        answer = await asyncio.to_thread(exchange, server.port, expecting, read_timeout=2.0)
+        assert status_of(answer) == 503, answer[:100]  # refused before the body is sent
+        assert b"100 Continue" not in answer
         release.set()
         assert [(await task)[0] for task in held] == [200, 200]
         status, _ = await post()  # the budget was given back
