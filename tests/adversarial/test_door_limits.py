@@ -244,3 +244,23 @@ async def test_a_gzip_body_reaches_vllm_byte_exact_with_its_own_headers(
     assert seen.body == body
     assert seen.header("Content-Encoding") == "gzip"
     assert seen.header("Content-Length") == str(len(body))
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(
+    start: Start,
+) -> None:
+    """After a response, a silent keep-alive connection lasts ``client_idle_timeout``."""
+    server = await start(client_header_timeout=60.0, client_idle_timeout=1.0)
+
+    def idle_after_one_request() -> float:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while b'{"ok":true}' not in answer:
+                answer += sock.recv(65536)
+            assert status_of(answer) == 200
+            started = time.monotonic()
+            assert sock.recv(1) == b""  # closed by the proxy
+            return time.monotonic() - started
+
+    assert await asyncio.to_thread(idle_after_one_request) < 5.0
