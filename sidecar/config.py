@@ -167,6 +167,13 @@ class Settings:
         description="Seconds a new client connection may take to send a whole request head "
         "(slowloris); then it is closed.",
     )
+    client_body_timeout: float = setting(
+        default=30.0,
+        ge=0.5,
+        le=3600,
+        description="Longest silence while a request body arrives; then 408 (a client cannot "
+        "hold its share of the body budget without sending).",
+    )
     client_idle_timeout: float = setting(
         default=75.0,
         ge=0.5,

@@ -9,7 +9,8 @@ in ``vllm_sidecar_proxy_rejections_total{reason}``:
   limit so the admin server (its own listener, outside this budget) and vLLM connections always
   have descriptors left; a connection past it gets 503 and is closed;
 * time: a new connection must send a whole request head within ``client_header_timeout``
-  (slowloris), an idle keep-alive connection is closed after ``client_idle_timeout``;
+  (slowloris), a body may not go silent for ``client_body_timeout`` (408), an idle keep-alive
+  connection is closed after ``client_idle_timeout``;
 * parse errors (bad request line, header too large: 431) are answered as JSON without echoing
   the client's bytes, and are not logged with a traceback.
 
@@ -47,6 +48,7 @@ REJECTION_REASONS: Final = (
     "unauthorized",
     "body_too_large",
     "body_budget",
+    "body_timeout",
     "connections",
     "header_timeout",
     "header_too_large",

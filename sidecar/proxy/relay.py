@@ -47,7 +47,9 @@ from sidecar.proxy.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from sidecar.sampling.exchange import Exchange, Sampler
 
 _SSE = "text/event-stream"
-_AT_THE_DOOR: Final = frozenset({"unauthorized", "body_too_large", "body_budget", "bad_path"})
+_AT_THE_DOOR: Final = frozenset(
+    {"unauthorized", "body_too_large", "body_budget", "body_timeout", "bad_path"}
+)
 """Errors of the proxy's own door: counted in metrics, never offered to the sampler (they are
 not vLLM errors, and a keyless client must not spend the sampler's error keep-budget)."""
 _EVENT_END: Final = b"\n\n"
@@ -109,6 +111,7 @@ class ProxyHandler:
         max_response_bytes: int = DEFAULT_BODY_LIMIT,
         models: metrics.ModelLabels | None = None,
         body_budget: BodyBudget | None = None,
+        body_timeout: float = 30.0,
     ) -> None:
         self._sampler = sampler
         self._keys = key_ring
@@ -116,6 +119,7 @@ class ProxyHandler:
         self._max_body = max_body_bytes
         self._max_response = max_response_bytes
         self._budget = body_budget or BodyBudget(1 << 62)
+        self._body_timeout = body_timeout
         self._models = models or metrics.ModelLabels()
         self._log = structlog.get_logger("sidecar.proxy")
         self.session: UpstreamPool | None = None
@@ -190,16 +194,8 @@ class ProxyHandler:
                         error="unauthorized",
                     )  # fmt: skip
         body = await self._read_body(request, held)
-        if body == 413:
-            return self._refuse(
-                flight, 413, f"Request body is larger than {self._max_body} bytes.",
-                "RequestEntityTooLargeError", error="body_too_large",
-            )  # fmt: skip
         if isinstance(body, int):
-            return self._refuse(
-                flight, 503, "The proxy is holding too many request bodies; retry shortly.",
-                "ServiceUnavailableError", error="body_budget", retry_after="1",
-            )  # fmt: skip
+            return self._refuse_body(flight, body)
         flight.request_body = body  # its model and the sample decision wait for the end
 
         pool = self.session
@@ -220,12 +216,34 @@ class ProxyHandler:
         flight.upstream = upstream
         return await self._relay(request, flight, upstream)
 
-    async def _read_body(self, request: web.Request, held: _Held) -> bytes | int:
-        """The whole request body as sent, or the refusal's status: 413 when it is over
-        ``max_body_bytes``, 503 when the bodies-in-flight budget has no room for it.
+    def _refuse_body(self, flight: Flight, status: int) -> web.Response:
+        """The answer to a body :meth:`_read_body` refused with ``status``."""
+        if status == 413:
+            return self._refuse(
+                flight, 413, f"Request body is larger than {self._max_body} bytes.",
+                "RequestEntityTooLargeError", error="body_too_large",
+            )  # fmt: skip
+        if status == 408:
+            return self._refuse(
+                flight, 408, f"No request body bytes for {self._body_timeout:g}s.",
+                "RequestTimeoutError", error="body_timeout",
+            )  # fmt: skip
+        return self._refuse(
+            flight, 503, "The proxy is holding too many request bodies; retry shortly.",
+            "ServiceUnavailableError", error="body_budget", retry_after="1",
+        )  # fmt: skip
 
-        A declared length is reserved before a byte is read; a chunked body is reserved as it
-        arrives and refused the moment it passes the limit (even by one byte).
+    async def _read_body(  # noqa: PLR0911 - one return per outcome
+        self, request: web.Request, held: _Held
+    ) -> bytes | int:
+        """The whole request body as sent, or the refusal's status: 413 when it is over
+        ``max_body_bytes``, 503 when the bodies-in-flight budget has no room for it, 408 when
+        the client goes silent for ``client_body_timeout`` mid-body.
+
+        A declared length is reserved before a byte is read (so the uploads that start also
+        finish); a chunked body is reserved as it arrives and refused the moment it passes the
+        limit (even by one byte). The silence limit keeps a client from holding a reservation
+        without sending.
         """
         length = request.content_length
         if length is not None and length > self._max_body:
@@ -236,14 +254,19 @@ class ProxyHandler:
             return 503
         pieces: list[bytes] = []
         size = 0
+        loop = asyncio.get_running_loop()
         try:
-            while piece := await request.content.readany():
-                size += len(piece)
-                if size > self._max_body:
-                    return 413
-                if length is None and not held.take(len(piece)):
-                    return 503
-                pieces.append(piece)
+            async with asyncio.timeout(self._body_timeout) as silence:
+                while piece := await request.content.readany():
+                    silence.reschedule(loop.time() + self._body_timeout)
+                    size += len(piece)
+                    if size > self._max_body:
+                        return 413
+                    if length is None and not held.take(len(piece)):
+                        return 503
+                    pieces.append(piece)
+        except TimeoutError:
+            return 408
         except ConnectionError:  # the client left mid-upload (without handler cancellation)
             raise ClientGone from None
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
@@ -384,7 +407,7 @@ class ProxyHandler:
         response = ProxyHandler._reply(flight, status, message, error_type, error=error)
         if retry_after is not None:
             response.headers["Retry-After"] = retry_after
-        if status == 413:
+        if status in (408, 413):
             response.force_close()
         return response
 

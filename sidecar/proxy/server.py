@@ -89,6 +89,7 @@ def build_proxy_app(
         max_body_bytes=settings.max_body_bytes,
         max_response_bytes=settings.sample_max_response_bytes,
         body_budget=BodyBudget(settings.max_bodies_in_flight_bytes),
+        body_timeout=settings.client_body_timeout,
     )
     # aiohttp rejects a body once its size reaches client_max_size; +1 makes the limit inclusive.
     app = web.Application(client_max_size=settings.max_body_bytes + 1)

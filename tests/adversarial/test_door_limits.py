@@ -264,3 +264,26 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(
             return time.monotonic() - started
 
     assert await asyncio.to_thread(idle_after_one_request) < 5.0
+
+
+async def test_a_silent_body_gets_408_and_gives_its_budget_back(start: Start) -> None:
+    """A client that declares a body and goes silent cannot hold its share of the budget."""
+    server = await start(client_body_timeout=1.0)
+    before = rejections("body_timeout")
+    request = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{"
+
+    def answer_and_time() -> tuple[bytes, float]:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(request)
+            answer = b""
+            while not answer.endswith(b"}}"):
+                answer += sock.recv(65536)
+        return answer, time.monotonic() - started
+
+    answer, took = await asyncio.to_thread(answer_and_time)
+    assert status_of(answer) == 408, answer[:100]
+    assert error_of(answer)["type"] == "RequestTimeoutError"
+    assert took < 5.0
+    assert rejections("body_timeout") == before + 1
+    assert sample_value("vllm_sidecar_proxy_body_bytes_in_flight") == 0
