@@ -167,8 +167,16 @@ _REFUSAL: Final = (
 )
 
 
+_REFUSED_LINGERING_MAX: Final = FD_RESERVE // 2
+"""Refused connections kept open for a moment (so the client reads the 503 before the close);
+past this many at once, the rest are closed at once: a connect flood must not take the
+descriptors kept for the admin server."""
+
+
 class _Refused(asyncio.Protocol):
     """A connection past the budget: a 503, then close (reading and dropping what comes)."""
+
+    lingering = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         body = error_body(
@@ -180,7 +188,16 @@ class _Refused(asyncio.Protocol):
         write_transport.write(_REFUSAL % (len(body), body))
         with contextlib.suppress(OSError, NotImplementedError, RuntimeError):
             write_transport.write_eof()
-        asyncio.get_running_loop().call_later(1.0, transport.close)
+        if _Refused.lingering >= _REFUSED_LINGERING_MAX:
+            transport.close()
+            return
+        _Refused.lingering += 1
+        asyncio.get_running_loop().call_later(1.0, self._close, transport)
+
+    @staticmethod
+    def _close(transport: asyncio.BaseTransport) -> None:
+        _Refused.lingering -= 1
+        transport.close()
 
     def data_received(self, data: bytes) -> None:
         del data
