@@ -23,6 +23,7 @@ from sidecar.alerting.engine import AlertEngine, rule_config
 from sidecar.alerting.inputs import EngineInputs, read_registry
 from sidecar.config import Settings, split_host_port
 from sidecar.exporter import SignalsCollector
+from sidecar.masking import mask_url
 from sidecar.metrics import REGISTRY
 from sidecar.probe import Prober
 from sidecar.proxy.keys import load_key_ring, load_upstream_key
@@ -33,6 +34,7 @@ from sidecar.scrape.scraper import Scraper
 from sidecar.signals.derive import derive
 from sidecar.signals.history import History
 from sidecar.snapshot import Snapshot
+from sidecar.supervise import restarting, watch
 
 
 @dataclass(slots=True)
@@ -51,6 +53,8 @@ class Sidecar:
     runners: list[web.AppRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     bound: dict[str, tuple[str, int]] = field(default_factory=dict)
+    exit_code: int = 0
+    """Set to 1 when a background task that must not end did: the orchestrator restarts us."""
 
     def on_snapshot(self, _snapshot: Snapshot) -> None:
         """After each good scrape: derive signals, pass vLLM's version on to the sampler."""
@@ -87,7 +91,11 @@ def check(settings: Settings) -> None:
 def build(settings: Settings) -> Sidecar:
     """Create the parts; nothing listens or runs until :func:`start`."""
     check(settings)  # first: a bad setting must not leave a client session open
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4, ttl_dns_cache=300))
+    # force_close: each scrape connects anew, so a vLLM that refuses new connections is seen
+    # as down even while an old keep-alive connection would still answer.
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=4, ttl_dns_cache=300, force_close=True)
+    )
     history = History(max_age=settings.history_seconds)
     scraper = Scraper(settings, session, history)
     pipeline = SamplingPipeline(settings)
@@ -145,12 +153,31 @@ async def start(sidecar: Sidecar) -> None:
         await shutdown(sidecar)
         raise
     sidecar.tasks.append(
-        asyncio.create_task(sidecar.scraper.run(sidecar.stop, sidecar.on_snapshot), name="scrape")
+        asyncio.create_task(
+            restarting(
+                "scrape",
+                lambda: sidecar.scraper.run(sidecar.stop, sidecar.on_snapshot),
+                stop=sidecar.stop,
+                on_crash=sidecar.scraper.crashed,
+            ),
+            name="scrape",
+        )
     )
     if sidecar.settings.probe_interval > 0:
         prober = Prober(sidecar.settings, sidecar.session)
         sidecar.tasks.append(asyncio.create_task(prober.run(sidecar.stop), name="probe"))
     await sidecar.engine.start(sidecar.engine_inputs)
+    for task in (*sidecar.pipeline.tasks, *sidecar.engine.tasks):
+        watch(task, name=task.get_name(), on_failure=lambda: _part_failed(sidecar))
+
+
+def _part_failed(sidecar: Sidecar) -> None:
+    """A background task that must run for the process's life ended: stop, exit non-zero."""
+    if sidecar.admin_state.draining:
+        return  # ending is what tasks do during shutdown
+    sidecar.exit_code = 1
+    sidecar.admin_state.draining = True  # /readyz 503 at once
+    sidecar.stop.set()
 
 
 async def shutdown(sidecar: Sidecar) -> None:
@@ -189,15 +216,15 @@ async def serve_forever(settings: Settings) -> int:
     log.info(
         "sidecar_started",
         version=__version__,
-        upstream=settings.upstream,
+        upstream=mask_url(settings.upstream),
         proxy=":".join(map(str, sidecar.bound["proxy"])) if "proxy" in sidecar.bound else None,
         admin=":".join(map(str, sidecar.bound["admin"])),
     )
     await sidecar.stop.wait()
     log.info("sidecar_stopping", grace_seconds=settings.shutdown_grace_seconds)
     await shutdown(sidecar)
-    log.info("sidecar_stopped")
-    return 0
+    log.info("sidecar_stopped", exit_code=sidecar.exit_code)
+    return sidecar.exit_code
 
 
 def run(settings: Settings) -> int:

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from sidecar.settings_schema import ConfigError, SettingField, check_fields, setting, setting_fields
+from sidecar.settings_schema import (
+    ConfigError,
+    SettingField,
+    check_fields,
+    load_yaml_file,
+    setting,
+    setting_fields,
+)
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings", "load", "split_host_port"]
 
@@ -114,10 +121,10 @@ class Settings:
 
     # --- scraping ---------------------------------------------------------------------------
     scrape_interval: float = setting(
-        default=5.0, gt=0, le=3600, description="How often to scrape vLLM's /metrics."
+        default=5.0, ge=0.1, le=3600, description="How often to scrape vLLM's /metrics."
     )
     scrape_timeout: float = setting(
-        default=5.0, gt=0, le=3600, description="Give up on one scrape after this long."
+        default=5.0, ge=0.05, le=3600, description="Give up on one scrape after this long."
     )
     metrics_path: MetricsPath = setting(
         default="/metrics", pattern=r"^/", description="Path of vLLM's metrics page."
@@ -152,13 +159,54 @@ class Settings:
     # --- proxy ------------------------------------------------------------------------------
     max_body_bytes: int = setting(default=16 * 1024 * 1024, gt=0, description="Request bodies.")
     upstream_connect_timeout: float = setting(
-        default=5.0, gt=0, description="Connecting to vLLM; past it the client gets a 502."
+        default=5.0,
+        ge=0.01,
+        le=3600,
+        description="Connecting to vLLM; past it the client gets a 502.",
     )
     upstream_read_timeout: float = setting(
-        default=600.0, gt=0, description="Longest silence from vLLM before a 504."
+        default=600.0, ge=0.05, le=86400, description="Longest silence from vLLM before a 504."
     )
     upstream_max_connections: int = setting(
         default=1000, ge=1, description="Open connections to vLLM at most (the proxy's pool)."
+    )
+    max_bodies_in_flight_bytes: int = setting(
+        default=128 * 1024 * 1024,
+        ge=1024,
+        description="Budget: request-body bytes held at once by all requests together; past it "
+        "a request gets 503 (bounds memory under many concurrent uploads).",
+    )
+    max_client_connections: int = setting(
+        default=4096,
+        ge=1,
+        description="Budget: open client connections to the proxy; past it a new connection gets "
+        "503 and is closed. Also capped by the open-file limit, so the admin server and vLLM "
+        "connections always have descriptors left.",
+    )
+    client_header_timeout: float = setting(
+        default=10.0,
+        ge=0.5,
+        le=3600,
+        description="Seconds a new client connection may take to send a whole request head "
+        "(slowloris); then it is closed.",
+    )
+    client_body_timeout: float = setting(
+        default=30.0,
+        ge=0.5,
+        le=3600,
+        description="Longest silence while a request body arrives; then 408 (a client cannot "
+        "hold its share of the body budget without sending).",
+    )
+    client_idle_timeout: float = setting(
+        default=75.0,
+        ge=0.5,
+        le=86400,
+        description="Seconds an idle keep-alive client connection is kept open.",
+    )
+    upstream_max_trailer_bytes: int = setting(
+        default=16 * 1024,
+        ge=256,
+        description="Largest chunked trailer accepted from vLLM; more breaks off the response.",
     )
     api_keys_file: Path | None = setting(
         default=None,
@@ -166,6 +214,11 @@ class Settings:
     )
     upstream_api_key_file: Path | None = setting(
         default=None, description="File holding vLLM's --api-key; sent upstream by the proxy."
+    )
+    allow_insecure_keys: bool = setting(
+        default=False,
+        description="Accept key files that others may write and inbound keys shorter than 16 "
+        "characters (each logged as a warning) instead of refusing to start.",
     )
     shutdown_grace_seconds: float = setting(
         default=25.0,
@@ -213,13 +266,13 @@ class Settings:
         default=500, ge=1, description="Records per uploaded object at most."
     )
     upload_batch_max_seconds: float = setting(
-        default=60.0, gt=0, description="Upload a partial batch once it is this old."
+        default=60.0, ge=0.05, le=86400, description="Upload a partial batch once it is this old."
     )
     upload_retry_initial_seconds: float = setting(
-        default=1.0, gt=0, le=3600, description="First retry delay while the sink fails."
+        default=1.0, ge=0.01, le=3600, description="First retry delay while the sink fails."
     )
     upload_retry_max_seconds: float = setting(
-        default=30.0, gt=0, le=3600, description="Cap of the jittered exponential retry delay."
+        default=30.0, ge=0.01, le=3600, description="Cap of the jittered exponential retry delay."
     )
     sample_max_response_bytes: int = setting(
         default=4 * 1024 * 1024,
@@ -259,10 +312,13 @@ class Settings:
         default=None, description="Also POST alerts (Alertmanager's webhook JSON) here."
     )
     alert_evaluation_interval: float = setting(
-        default=15.0, gt=0, description="How often the in-process engine evaluates alerts."
+        default=15.0,
+        ge=0.01,
+        le=3600,
+        description="How often the in-process engine evaluates alerts.",
     )
     alert_resend_interval: float = setting(
-        default=60.0, gt=0, description="Resend firing alerts this often."
+        default=60.0, ge=0.05, le=86400, description="Resend firing alerts this often."
     )
     alert_thresholds: dict[str, float] = setting(
         factory=dict, description="alert name -> threshold override."
@@ -298,11 +354,16 @@ class Settings:
         return replace(self, **changes)
 
     def masked(self) -> dict[str, Any]:
-        """The effective settings as plain JSON data, with anything secret-looking masked."""
+        """The effective settings as plain JSON data, with anything secret masked: secret-named
+        settings, passwords and query values in every URL, a webhook URL's path (its token)."""
+        from sidecar.masking import mask_url
+
         data = {key: _plain(value) for key, value in asdict(self).items()}
         for key, value in list(data.items()):
             if value and any(word in key for word in ("password", "secret", "token")):
                 data[key] = "***"
+            elif isinstance(value, str) and value and (key.endswith("_url") or key == "upstream"):
+                data[key] = mask_url(value, keep_path=key != "alert_webhook_url")
         return data
 
 
@@ -316,16 +377,7 @@ def fields_of_settings() -> Mapping[str, SettingField]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml  # only when a file is given: ~1 MB the usual flags/env start does not need
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
+    data = load_yaml_file(path, "config")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -26,7 +26,10 @@ EXPECTED = "seconds or a duration like 30s, 5m, 1h30m"
 def parse_seconds(value: object) -> float:
     """``value`` in seconds; numbers pass through. ValueError says what is expected."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError("expected a finite number of seconds") from None
     elif isinstance(value, str):
         text = value.strip()
         try:

@@ -9,6 +9,7 @@ the declarations so ``config.py`` reads as the list of settings.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -34,6 +35,69 @@ _BOUNDS = (
 
 class ConfigError(ValueError):
     """An invalid setting, with a one-line message that names the field."""
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A settings or keys file larger than this is not one: refused before parsing (bounded time)."""
+_MAX_INT = 2**63 - 1
+_SHOWN = 120
+"""Longest echo of a bad value in an error message (one line, whatever was given)."""
+
+
+def load_yaml_file(path: Path, what: str) -> Any:
+    """A YAML (or JSON) file's data, refusing what no settings file needs and an attacker uses.
+
+    Refused with one :class:`ConfigError` line (never the file's content): over
+    :data:`MAX_CONFIG_BYTES`, not UTF-8, anchors and aliases (a 348-byte "billion laughs" file
+    expands to gigabytes), duplicate keys (YAML keeps the last one silently), syntax errors.
+    """
+    import yaml  # only when a file is given
+
+    class _Strict(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise ConfigError(f"{what}: {path} line {mark.line + 1}: aliases are not allowed")
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            if getattr(event, "anchor", None):
+                line = event.start_mark.line + 1
+                raise ConfigError(f"{what}: {path} line {line}: anchors are not allowed")
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, str | int | float | bool) or key is None:
+                    if key in seen:
+                        line = key_node.start_mark.line + 1
+                        shown = str(key)[:_SHOWN]
+                        raise ConfigError(f"{what}: {path} line {line}: duplicate key {shown!r}")
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what}: {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what}: {path} is not UTF-8 (byte {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=_Strict)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = _one_line(str(exc.problem or "syntax error"))[:_SHOWN]
+        raise ConfigError(
+            f"{what}: {path} is not valid YAML ({where.strip()}: {problem})"
+        ) from None
+    except (yaml.YAMLError, RecursionError):
+        raise ConfigError(f"{what}: {path} is not valid YAML") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +209,11 @@ class SettingField:
             result = _coerce(self.annotation, _as_seconds(value) if self.is_duration else value)
             _check_limits(self.limits, result)
         except ValueError as exc:
-            message = _one_line(str(exc))
+            message = _one_line(str(exc))[:300]
             shown = (
                 ""
                 if isinstance(value, dict) or f"got {value!r}" in message
-                else f" (got {value!r})"
+                else f" (got {_short(repr(value))})"
             )
             raise ConfigError(f"{self.name}: {message}{shown}") from None
         return result
@@ -224,6 +288,12 @@ def _literal_values(annotation: Any) -> tuple[str, ...]:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _short(text: str) -> str:
+    """``text`` on one line, cut to :data:`_SHOWN` characters."""
+    text = _one_line(text)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
 def _is_structured(annotation: Any) -> bool:
@@ -307,24 +377,30 @@ def _boolean(value: Any) -> bool:
 def _integer(value: Any) -> int:
     if isinstance(value, bool):
         raise _expected("an integer")
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise _expected("an integer")
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and len(value) <= 40:
+        with contextlib.suppress(ValueError):
+            number = int(value.strip())
+    if number is None:
+        raise _expected("an integer")
+    if abs(number) > _MAX_INT:
+        raise ValueError("is out of range")
+    return number
 
 
 def _number(value: Any) -> float:
     if isinstance(value, bool):
         raise _expected("a number")
     if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise _expected("a finite number") from None
+    elif isinstance(value, str) and len(value) <= 400:
         try:
             number = float(value.strip())
         except ValueError:

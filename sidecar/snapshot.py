@@ -35,6 +35,21 @@ class SeriesKey:
         return None
 
 
+def engine_order(engine: str | None) -> tuple[int, int, str]:
+    """The one sort key for data-parallel engines: unlabelled first, then ``"0"``..``"N-1"`` in
+    numeric order ("10" after "9"), then any other label by name.
+
+    Numeric means ASCII digits (``str.isdigit`` also accepts "²"); compared by length and text,
+    never ``int()``, since a hostile label can be thousands of digits long.
+    """
+    if engine is None:
+        return (0, 0, "")
+    if engine.isascii() and engine.isdigit():
+        digits = engine.lstrip("0") or "0"
+        return (1, len(digits), digits)
+    return (2, 0, engine)
+
+
 class Histogram:
     """A cumulative histogram as scraped: ``buckets`` are ``(le, cumulative_count)``, ascending.
 

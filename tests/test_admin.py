@@ -94,6 +94,7 @@ async def test_derived_gauges_follow_the_contract(
     settings = load(
         upstream=url,
         admin_listen=f"127.0.0.1:{free_port()}",
+        listen="127.0.0.1:0",
         scrape_interval=0.1,
         spool_dir=tmp_path,
     )

@@ -274,6 +274,11 @@ class AlertEngine:
             self._tasks.append(asyncio.create_task(dispatcher.run(self._session)))
         self._tasks.append(asyncio.create_task(self._loop(source)))
 
+    @property
+    def tasks(self) -> tuple[asyncio.Task[None], ...]:
+        """The background tasks (dispatchers, evaluation loop), for the composer to supervise."""
+        return tuple(self._tasks)
+
     async def _loop(self, source: Callable[[], EngineInputs]) -> None:
         next_tick = self._clock()
         while True:

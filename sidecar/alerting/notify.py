@@ -24,6 +24,7 @@ import aiohttp
 import structlog
 from prometheus_client import Counter, Gauge
 
+from sidecar.masking import scrub
 from sidecar.metrics import REGISTRY
 
 log = structlog.get_logger("sidecar.alerting")
@@ -113,9 +114,10 @@ async def _post(session: aiohttp.ClientSession, url: str, payload: Any) -> None:
                 return
             retry = response.status >= 500 or response.status in RETRYABLE_4XX
             body = (await response.text())[:200]
-            raise DeliveryError(f"HTTP {response.status}: {body}", retry=retry)
+            raise DeliveryError(f"HTTP {response.status}: {scrub(body, url)}", retry=retry)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {exc}", retry=True) from exc
+        # aiohttp's messages can quote the URL, and with it a password or webhook token.
+        raise DeliveryError(f"{type(exc).__name__}: {scrub(str(exc), url)}", retry=True) from exc
 
 
 @dataclass(slots=True)

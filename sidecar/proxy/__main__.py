@@ -17,6 +17,7 @@ import structlog
 
 from sidecar import logs
 from sidecar.config import ConfigError, Settings, load
+from sidecar.masking import mask_url
 from sidecar.proxy.server import NoSampling, ProxyServer
 
 
@@ -25,7 +26,7 @@ async def serve(settings: Settings) -> None:
     server = ProxyServer(settings, NoSampling())
     await server.start()
     log = structlog.get_logger("sidecar.proxy")
-    log.info("proxy listening", listen=settings.listen, upstream=settings.upstream)
+    log.info("proxy listening", listen=settings.listen, upstream=mask_url(settings.upstream))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -6,12 +6,17 @@ cannot frame is a broken upstream (the relay answers 502 or cuts the stream).
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 CRLF: Final = b"\r\n"
 _MAX_CHUNK_LINE: Final = 1024
+DEFAULT_MAX_TRAILER: Final = 16 * 1024
+_FORBIDDEN_IN_HEAD: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+"""Control characters (bare CR and LF included; tab is allowed) that no header line may hold:
+passed on, they would split or corrupt the client's response head."""
 _ZERO: Final = ord("0")
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
@@ -49,8 +54,15 @@ class ResponseHead:
 
 
 def parse_response_head(raw: bytes) -> ResponseHead:
-    """Status line and header lines (without the blank line); values decoded as aiohttp does."""
+    """Status line and header lines (without the blank line); values decoded as aiohttp does.
+
+    Refused (:class:`FramingError`, which the relay answers with 502): a control character
+    such as a bare CR or LF in any line, and ``Content-Length`` headers that disagree or are
+    not a plain number (RFC 9112 section 6.3: an unrecoverable framing error).
+    """
     lines = raw.split(CRLF)
+    if any(_FORBIDDEN_IN_HEAD.search(line) for line in lines):
+        raise FramingError("control character in the response head")
     status_line = lines[0].decode("latin-1")
     version_text, _, rest = status_line.partition(" ")
     code, _, reason = rest.partition(" ")
@@ -65,7 +77,17 @@ def parse_response_head(raw: bytes) -> ResponseHead:
         pairs.append(
             (name.decode("latin-1"), value.strip(b" \t").decode("utf-8", "surrogateescape"))
         )
-    return ResponseHead(int(code), reason, CIMultiDictProxy(CIMultiDict(pairs)), version)
+    headers: CIMultiDict[str] = CIMultiDict(pairs)
+    lengths = {
+        part.strip() for value in headers.getall("Content-Length", ()) for part in value.split(",")
+    }
+    if lengths:
+        length = lengths.pop()
+        if lengths or not (length.isascii() and length.isdigit()):
+            raise FramingError("conflicting or invalid Content-Length")
+        headers.popall("Content-Length")
+        headers["Content-Length"] = length
+    return ResponseHead(int(code), reason, CIMultiDictProxy(headers), version)
 
 
 def request_head(
@@ -91,12 +113,15 @@ class ChunkedDecoder:
     16)`` and one slice.
     """
 
-    __slots__ = ("_pending", "_remaining", "_state", "leftover")
+    __slots__ = ("_max_trailer", "_pending", "_remaining", "_state", "_trailer", "leftover")
 
-    def __init__(self) -> None:
+    def __init__(self, max_trailer: int = DEFAULT_MAX_TRAILER) -> None:
         self._state = _SIZE
         self._remaining = 0
         self._pending = b""
+        self._max_trailer = max_trailer
+        self._trailer = 0
+        """Trailer bytes seen so far: bounded, or an endless trailer would buffer forever."""
         self.leftover = False
         """Set when bytes followed the last chunk (the connection must not be reused)."""
 
@@ -109,7 +134,7 @@ class ChunkedDecoder:
         """Whether the next byte starts a chunk's size line (nothing of one is held back)."""
         return self._state == _SIZE and not self._pending
 
-    def feed(self, data: bytes) -> bytes:  # noqa: PLR0912 - one loop: it runs for every read
+    def feed(self, data: bytes) -> bytes:  # noqa: PLR0912, PLR0915 - one loop: runs every read
         """The body bytes in ``data``; raises :class:`FramingError` on malformed framing."""
         buffer = self._pending + data if self._pending else data
         self._pending = b""
@@ -146,8 +171,11 @@ class ChunkedDecoder:
             elif state == _TRAILER:
                 line_end = buffer.find(CRLF, position)
                 if line_end == -1:
+                    self._check_trailer(size - position)
                     break
                 blank = line_end == position
+                self._trailer += line_end + 2 - position
+                self._check_trailer(0)
                 position = line_end + 2
                 if blank:
                     state = _DONE
@@ -160,6 +188,10 @@ class ChunkedDecoder:
         if not pieces:
             return b""
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _check_trailer(self, pending: int) -> None:
+        if self._trailer + pending > self._max_trailer:
+            raise FramingError("chunked trailer too large")
 
 
 def whole_chunks(buffer: bytes) -> tuple[list[bytes], int]:

@@ -12,11 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Final
 
+import structlog
+
 from sidecar.config import ConfigError
+from sidecar.settings_schema import load_yaml_file
+
+MIN_KEY_LENGTH: Final = 16
+"""Shorter inbound keys are refused (``allow_insecure_keys`` overrides): guessable."""
+log = structlog.get_logger("sidecar.proxy.keys")
 
 GUARDED_PREFIXES: Final = ("/v1", "/v2", "/inference", "/cohere")
 """Paths vLLM's ``AuthenticationMiddleware`` guards; health, metrics and tokenize stay open."""
@@ -59,6 +68,28 @@ class KeyRing:
         return found
 
 
+def _insecure(problem: str, *, allow: bool) -> None:
+    """Refuse to start over ``problem``, or only warn when the operator allowed it."""
+    if not allow:
+        raise ConfigError(f"{problem} (set allow_insecure_keys to accept)")
+    log.warning("insecure_keys_accepted", problem=problem)
+
+
+def _check_mode(path: Path, setting: str, *, allow: bool) -> None:
+    """Writable by group or others: refused; readable by others: a warning (a Kubernetes
+    Secret volume is 0644 unless ``defaultMode`` says otherwise)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return  # _read reports it
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        _insecure(f"{setting}: {path} is writable by others (mode {mode:04o})", allow=allow)
+    elif mode & stat.S_IROTH:
+        log.warning(
+            "key_file_readable_by_others", setting=setting, path=str(path), mode=f"{mode:04o}"
+        )
+
+
 def _read(path: Path, setting: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -67,17 +98,18 @@ def _read(path: Path, setting: str) -> str:
         raise ConfigError(f"{setting}: cannot read {path}: {reason}") from None
 
 
-def load_key_ring(path: Path | None) -> KeyRing | None:
+def load_key_ring(path: Path | None, *, allow_insecure: bool = False) -> KeyRing | None:
     """Read ``api_keys_file``; None when no file is configured (inbound keys off)."""
     if path is None:
         return None
-    import yaml  # only with a keys file: ~1 MB the process otherwise does without
-
     setting = "api_keys_file"
+    _check_mode(path, setting, allow=allow_insecure)
     try:
-        data = yaml.safe_load(_read(path, setting))
-    except yaml.YAMLError:
+        data = load_yaml_file(path, setting)
+    except ConfigError as exc:
         # The parser's message may quote the file's content, i.e. a key: keep it out.
+        if "cannot read" in str(exc):
+            raise
         raise ConfigError(f"{setting}: {path} is not valid YAML or JSON") from None
     if not isinstance(data, dict) or not data:
         raise ConfigError(f"{setting}: {path} must hold a non-empty mapping of name -> key")
@@ -92,6 +124,11 @@ def load_key_ring(path: Path | None) -> KeyRing | None:
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{setting}: key {name!r} in {path} must be a non-empty string")
         key = value.strip()
+        if len(key) < MIN_KEY_LENGTH:
+            _insecure(
+                f"{setting}: key {name!r} in {path} is shorter than {MIN_KEY_LENGTH} characters",
+                allow=allow_insecure,
+            )
         if key in seen:
             raise ConfigError(
                 f"{setting}: keys {seen[key]!r} and {name!r} in {path} are the same key"
@@ -101,10 +138,11 @@ def load_key_ring(path: Path | None) -> KeyRing | None:
     return KeyRing(keys)
 
 
-def load_upstream_key(path: Path | None) -> str | None:
+def load_upstream_key(path: Path | None, *, allow_insecure: bool = False) -> str | None:
     """Read ``upstream_api_key_file`` (vLLM's ``--api-key``); surrounding whitespace is dropped."""
     if path is None:
         return None
+    _check_mode(path, "upstream_api_key_file", allow=allow_insecure)
     key = _read(path, "upstream_api_key_file").strip()
     if not key:
         raise ConfigError(f"upstream_api_key_file: {path} is empty")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from time import perf_counter
+from typing import Final
 
 import structlog
 from aiohttp import HttpVersion11, hdrs, web
@@ -38,12 +39,54 @@ from sidecar.proxy.errors import error_response, sse_error_events
 from sidecar.proxy.flight import CLIENT_CLOSED, DEFAULT_BODY_LIMIT, Flight
 from sidecar.proxy.headers import REQUEST_ID, client_headers, new_request_id, upstream_headers
 from sidecar.proxy.keys import KeyRing, requires_key
+from sidecar.proxy.limits import REJECTIONS, BodyBudget, json_error
 from sidecar.proxy.observe import StreamMeter, shape_for
+from sidecar.proxy.paths import canonical_target, guard_view
 from sidecar.proxy.pipe import BACKPRESSURE, ENDED, ClientGone, Pipe
 from sidecar.proxy.upstream import UpstreamError, UpstreamPool, UpstreamResponse
-from sidecar.sampling.exchange import Sampler
+from sidecar.sampling.exchange import Exchange, Sampler
 
 _SSE = "text/event-stream"
+_AT_THE_DOOR: Final = frozenset(
+    {"unauthorized", "body_too_large", "body_budget", "body_timeout", "bad_path"}
+)
+"""Errors of the proxy's own door: counted in metrics, never offered to the sampler (they are
+not vLLM errors, and a keyless client must not spend the sampler's error keep-budget)."""
+_EVENT_END: Final = b"\n\n"
+
+
+class _Unsampled:
+    """The sampler for requests refused at the door: nothing is offered."""
+
+    def head_decision(self, request_id: str, model: str | None) -> bool:
+        del request_id, model
+        return False
+
+    def offer(self, exchange: Exchange, *, sampled: bool) -> None:
+        del exchange, sampled
+
+
+_UNSAMPLED: Final = _Unsampled()
+
+
+class _Held:
+    """The body-budget bytes one request holds; released once when it ends."""
+
+    __slots__ = ("budget", "size")
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def take(self, size: int) -> bool:
+        if not self.budget.reserve(size):
+            return False
+        self.size += size
+        return True
+
+    def release(self) -> None:
+        self.budget.release(self.size)
+        self.size = 0
 
 
 class _HeadersWithFirstBytes(web.StreamResponse):
@@ -67,12 +110,16 @@ class ProxyHandler:
         max_body_bytes: int,
         max_response_bytes: int = DEFAULT_BODY_LIMIT,
         models: metrics.ModelLabels | None = None,
+        body_budget: BodyBudget | None = None,
+        body_timeout: float = 30.0,
     ) -> None:
         self._sampler = sampler
         self._keys = key_ring
         self._upstream_authorization = f"Bearer {upstream_key}" if upstream_key else None
         self._max_body = max_body_bytes
         self._max_response = max_response_bytes
+        self._budget = body_budget or BodyBudget(1 << 62)
+        self._body_timeout = body_timeout
         self._models = models or metrics.ModelLabels()
         self._log = structlog.get_logger("sidecar.proxy")
         self.session: UpstreamPool | None = None
@@ -82,11 +129,13 @@ class ProxyHandler:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Relay one request; never raises except to propagate cancellation."""
+        target = canonical_target(request.raw_path)
         flight = Flight(perf_counter(), time.time(), request.method, request.path)
         flight.body_limit = self._max_response
+        held = _Held(self._budget)
         metrics.IN_FLIGHT.inc()
         try:
-            return await self._serve(request, flight)
+            return await self._serve(request, flight, target, held)
         except ClientGone:
             flight.error = "client_disconnect"
             return web.Response(status=CLIENT_CLOSED)  # nobody will read it
@@ -96,27 +145,57 @@ class ProxyHandler:
         finally:
             metrics.IN_FLIGHT.dec()
             flight.close_upstream()
-            flight.finish(self._sampler, self._models, self._log)
+            held.release()
+            door = flight.error in _AT_THE_DOOR
+            flight.finish(_UNSAMPLED if door else self._sampler, self._models, self._log)
 
-    async def _serve(self, request: web.Request, flight: Flight) -> web.StreamResponse:
+    async def expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: refuse a body over the limit before the client sends it."""
+        if request.version != HttpVersion11:
+            return None
+        expect = request.headers.get(hdrs.EXPECT, "").lower()
+        if expect != "100-continue":
+            return json_error(417, "Unsupported Expect header.", "BadRequestError")
+        length = request.content_length
+        if length is not None and length > self._max_body:
+            REJECTIONS.labels(reason="body_too_large").inc()
+            return json_error(
+                413,
+                f"Request body is larger than {self._max_body} bytes.",
+                "RequestEntityTooLargeError",
+            )
+        if length is not None and self._budget.held + length > self._budget.capacity:
+            REJECTIONS.labels(reason="body_budget").inc()
+            return json_error(
+                503,
+                "The proxy is holding too many request bodies; retry shortly.",
+                "ServiceUnavailableError",
+                **{"Retry-After": "1"},
+            )
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+
+    async def _serve(
+        self, request: web.Request, flight: Flight, target: str | None, held: _Held
+    ) -> web.StreamResponse:
         headers = request.headers
         flight.request_id = request_id = headers.get(REQUEST_ID) or new_request_id()
+        if target is None:
+            return self._refuse(flight, 400, "Malformed request path.", "BadRequestError",
+                                error="bad_path")  # fmt: skip
         keep_client_authorization = True
         if self._keys is not None:
             keep_client_authorization = False
-            if requires_key(request.method, flight.path):
+            if requires_key(request.method, guard_view(target)):
                 flight.key_name = self._keys.identify(headers.get(hdrs.AUTHORIZATION))
                 if flight.key_name is None:
-                    return self._reply(
+                    return self._refuse(
                         flight, 401, "Missing or invalid API key.", "AuthenticationError",
                         error="unauthorized",
                     )  # fmt: skip
-        body = await self._read_body(request)
-        if body is None:
-            return self._reply(
-                flight, 413, f"Request body is larger than {self._max_body} bytes.",
-                "RequestEntityTooLargeError", error="body_too_large",
-            )  # fmt: skip
+        body = await self._read_body(request, held)
+        if isinstance(body, int):
+            return self._refuse_body(flight, body)
         flight.request_body = body  # its model and the sample decision wait for the end
 
         pool = self.session
@@ -131,25 +210,66 @@ class ProxyHandler:
         called_at = perf_counter()
         flight.overhead = called_at - flight.t0
         try:
-            upstream = await pool.request(request.method, request.raw_path, outgoing, body)
+            upstream = await pool.request(request.method, target, outgoing, body)
         except UpstreamError as exc:
             return self._upstream_failed(flight, exc.kind, called_at)
         flight.upstream = upstream
         return await self._relay(request, flight, upstream)
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        """The whole request body, or None when it is over the limit."""
+    def _refuse_body(self, flight: Flight, status: int) -> web.Response:
+        """The answer to a body :meth:`_read_body` refused with ``status``."""
+        if status == 413:
+            return self._refuse(
+                flight, 413, f"Request body is larger than {self._max_body} bytes.",
+                "RequestEntityTooLargeError", error="body_too_large",
+            )  # fmt: skip
+        if status == 408:
+            return self._refuse(
+                flight, 408, f"No request body bytes for {self._body_timeout:g}s.",
+                "RequestTimeoutError", error="body_timeout",
+            )  # fmt: skip
+        return self._refuse(
+            flight, 503, "The proxy is holding too many request bodies; retry shortly.",
+            "ServiceUnavailableError", error="body_budget", retry_after="1",
+        )  # fmt: skip
+
+    async def _read_body(  # noqa: PLR0911 - one return per outcome
+        self, request: web.Request, held: _Held
+    ) -> bytes | int:
+        """The whole request body as sent, or the refusal's status: 413 when it is over
+        ``max_body_bytes``, 503 when the bodies-in-flight budget has no room for it, 408 when
+        the client goes silent for ``client_body_timeout`` mid-body.
+
+        A declared length is reserved before a byte is read (so the uploads that start also
+        finish); a chunked body is reserved as it arrives and refused the moment it passes the
+        limit (even by one byte). The silence limit keeps a client from holding a reservation
+        without sending.
+        """
         length = request.content_length
         if length is not None and length > self._max_body:
-            return None
+            return 413
         if not request.body_exists:
             return b""
+        if length is not None and not held.take(length):
+            return 503
+        pieces: list[bytes] = []
+        size = 0
+        loop = asyncio.get_running_loop()
         try:
-            return await request.read()  # the app's client_max_size enforces the limit
-        except web.HTTPRequestEntityTooLarge:
-            return None
+            async with asyncio.timeout(self._body_timeout) as silence:
+                while piece := await request.content.readany():
+                    silence.reschedule(loop.time() + self._body_timeout)
+                    size += len(piece)
+                    if size > self._max_body:
+                        return 413
+                    if length is None and not held.take(len(piece)):
+                        return 503
+                    pieces.append(piece)
+        except TimeoutError:
+            return 408
         except ConnectionError:  # the client left mid-upload (without handler cancellation)
             raise ClientGone from None
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def _relay(
         self, request: web.Request, flight: Flight, upstream: UpstreamResponse
@@ -222,7 +342,15 @@ class ProxyHandler:
             streamed=flight.streamed,
         )
         if flight.streamed:
-            tail = sse_error_events(
+            # The client must see the proxy's event as an event of its own: end a partial one.
+            relayed = flight.tail or flight.body
+            ending = bytes(relayed[-2:])
+            separator = (
+                b""
+                if not relayed or ending == _EVENT_END
+                else (b"\n" if ending.endswith(b"\n") else _EVENT_END)
+            )
+            tail = separator + sse_error_events(
                 "vLLM stopped responding mid-stream."
                 if timed_out
                 else "vLLM broke off the stream.",
@@ -261,6 +389,27 @@ class ProxyHandler:
             else "vLLM closed the connection without a response."
         )
         return self._reply(flight, 502, message, "BadGatewayError", error=f"upstream_{kind}")
+
+    @staticmethod
+    def _refuse(
+        flight: Flight,
+        status: int,
+        message: str,
+        error_type: str,
+        *,
+        error: str,
+        retry_after: str | None = None,
+    ) -> web.Response:
+        """A rejection at the door, counted. After a 413 the connection is closed (the body is
+        unread and too large); after others aiohttp reads and drops any unread body for a few
+        seconds (never buffering it), so the client reads the answer after sending."""
+        REJECTIONS.labels(reason=error).inc()
+        response = ProxyHandler._reply(flight, status, message, error_type, error=error)
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
+        if status in (408, 413):
+            response.force_close()
+        return response
 
     @staticmethod
     def _reply(

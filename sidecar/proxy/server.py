@@ -18,6 +18,7 @@ from aiohttp import web
 
 from sidecar.config import Settings, split_host_port
 from sidecar.proxy.keys import load_key_ring, load_upstream_key
+from sidecar.proxy.limits import BodyBudget, GuardedSite, connection_limit
 from sidecar.proxy.relay import ProxyHandler
 from sidecar.proxy.upstream import UpstreamPool
 from sidecar.sampling.exchange import Exchange, Sampler
@@ -30,11 +31,12 @@ PROXY_HANDLER: web.AppKey[ProxyHandler] = web.AppKey("proxy_handler", ProxyHandl
 """The app's handler; tests and the composer read ``draining`` or the pool through it."""
 
 RUNNER_OPTIONS: Mapping[str, Any] = MappingProxyType(
-    {"handler_cancellation": True, "access_log": None}
+    {"handler_cancellation": True, "access_log": None, "auto_decompress": False}
 )
 """``AppRunner`` options the proxy needs if someone runs its app with their own runner:
 cancellation is how a client disconnect reaches vLLM at once; per-request access logs cost
-more than the relay itself."""
+more than the relay itself; bodies are relayed as sent (a gzip body stays gzip, with its
+``Content-Encoding``, and the size limit applies to the bytes on the wire)."""
 
 
 class NoSampling:
@@ -64,6 +66,7 @@ def make_upstream_pool(settings: Settings) -> UpstreamPool:
         keepalive_seconds=UPSTREAM_KEEPALIVE_SECONDS,
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
+        max_trailer_bytes=settings.upstream_max_trailer_bytes,
     )
 
 
@@ -79,15 +82,19 @@ def build_proxy_app(
     """
     handler = ProxyHandler(
         sampler=sampler,
-        key_ring=load_key_ring(settings.api_keys_file),
-        upstream_key=load_upstream_key(settings.upstream_api_key_file),
+        key_ring=load_key_ring(settings.api_keys_file, allow_insecure=settings.allow_insecure_keys),
+        upstream_key=load_upstream_key(
+            settings.upstream_api_key_file, allow_insecure=settings.allow_insecure_keys
+        ),
         max_body_bytes=settings.max_body_bytes,
         max_response_bytes=settings.sample_max_response_bytes,
+        body_budget=BodyBudget(settings.max_bodies_in_flight_bytes),
+        body_timeout=settings.client_body_timeout,
     )
     # aiohttp rejects a body once its size reaches client_max_size; +1 makes the limit inclusive.
     app = web.Application(client_max_size=settings.max_body_bytes + 1)
     app[PROXY_HANDLER] = handler
-    app.router.add_route("*", "/{path:.*}", handler.handle)
+    app.router.add_route("*", "/{path:.*}", handler.handle, expect_handler=handler.expect)
 
     async def open_session(_app: web.Application) -> None:
         handler.session = pool or make_upstream_pool(settings)
@@ -116,8 +123,8 @@ class ProxyServer:
         self._runner = web.AppRunner(
             self.app,
             shutdown_timeout=settings.shutdown_grace_seconds,
-            handler_cancellation=True,
-            access_log=None,
+            keepalive_timeout=settings.client_idle_timeout,
+            **RUNNER_OPTIONS,
         )
         self._stopped = False
         self._port = 0
@@ -126,7 +133,15 @@ class ProxyServer:
         """Open the upstream pool and start listening (``OSError`` if the port is taken)."""
         await self._runner.setup()
         host, port = split_host_port(self._settings.listen)
-        site = web.TCPSite(self._runner, host, port, backlog=1024, reuse_address=True)
+        site = GuardedSite(
+            self._runner,
+            host,
+            port,
+            max_connections=connection_limit(
+                self._settings.max_client_connections, self._settings.upstream_max_connections
+            ),
+            header_timeout=self._settings.client_header_timeout,
+        )
         try:
             await site.start()
         except OSError:

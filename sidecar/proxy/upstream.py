@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from multidict import CIMultiDict
 
 from sidecar.proxy.framing import (
+    DEFAULT_MAX_TRAILER,
     ChunkedDecoder,
     FramingError,
     ResponseHead,
@@ -93,9 +94,15 @@ _Outcome = BaseException | bool | None
 class UpstreamConnection(asyncio.Protocol):
     """One connection: writes a request, parses the response head, decodes the body to a sink."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        read_timeout: float,
+        max_trailer: int = DEFAULT_MAX_TRAILER,
+    ) -> None:
         self._loop = loop
         self._read_timeout = read_timeout
+        self._max_trailer = max_trailer
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = False
@@ -308,7 +315,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._reading = _IDLE
             self.framing = "none"
         elif "chunked" in headers.get("Transfer-Encoding", "").lower():
-            self._chunks = ChunkedDecoder()
+            self._chunks = ChunkedDecoder(self._max_trailer)
             self._reading = _CHUNKED
             self.framing = "chunked"
         elif (length := headers.get("Content-Length", "").strip()).isdigit():
@@ -437,6 +444,7 @@ class UpstreamPool:
         keepalive_seconds: float,
         connect_timeout: float,
         read_timeout: float,
+        max_trailer_bytes: int = DEFAULT_MAX_TRAILER,
     ) -> None:
         parts = urlsplit(base_url)
         tls = parts.scheme == "https"
@@ -449,6 +457,7 @@ class UpstreamPool:
         self._keepalive = keepalive_seconds
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._max_trailer = max_trailer_bytes
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[tuple[UpstreamConnection, asyncio.TimerHandle]] = []
@@ -499,7 +508,7 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, connection = await loop.create_connection(
-                    lambda: UpstreamConnection(loop, self._read_timeout),
+                    lambda: UpstreamConnection(loop, self._read_timeout, self._max_trailer),
                     self.host,
                     self.port,
                     ssl=self._ssl,

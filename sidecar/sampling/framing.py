@@ -9,6 +9,7 @@ check (a torn tail after a crash, bit rot) and reports how many, instead of fail
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,18 +46,34 @@ def unframe(line: bytes) -> SpoolEntry | None:
         return None
 
 
+_RECORD_START = re.compile(rb"^[0-9a-f]{8} -?\d+ \S+ ")
+
+
 def read_segment(path: Path) -> tuple[list[SpoolEntry], int]:
-    """All valid entries of a segment file and how many lines failed their checksum."""
+    """All valid entries of a segment file and how many *records* were lost to corruption.
+
+    A damaged record may span several bad lines (a flipped byte that became a newline), and
+    blank or stray lines are no record at all: each bad line that starts like a record counts
+    once, and a run of bad lines without any such start counts as one lost record.
+    """
     lines = path.read_bytes().split(b"\n")
     tail = lines.pop()
-    corrupt = 1 if tail else 0  # a last line without its newline is a torn write
+    if tail:
+        lines.append(tail)  # a last line without its newline is a torn write: never valid
+    corrupt = 0
+    run_starts = run_lines = 0
     entries: list[SpoolEntry] = []
-    for line in lines:
-        entry = unframe(line)
+    for index, line in enumerate(lines):
+        entry = None if (tail and index == len(lines) - 1) else unframe(line)
         if entry is None:
-            corrupt += 1
-        else:
-            entries.append(entry)
+            if line:
+                run_lines += 1
+                run_starts += 1 if _RECORD_START.match(line) else 0
+            continue
+        corrupt += run_starts or (1 if run_lines else 0)
+        run_starts = run_lines = 0
+        entries.append(entry)
+    corrupt += run_starts or (1 if run_lines else 0)
     return entries, corrupt
 
 

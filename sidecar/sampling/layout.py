@@ -1,11 +1,13 @@
 """Where a record lands: Hive-style partitions and deterministic object keys.
 
-``{prefix}/v1/dt=YYYY-MM-DD/hour=HH/model=<slug>/{pod}-{first_ts}-{seq}.jsonl.gz``
+``{prefix}/v1/dt=YYYY-MM-DD/hour=HH/model=<slug>/{pod}-{instance}-{first_ts}-{seq}.jsonl.gz``
 
-``dt`` and ``hour`` come from the request's start time (UTC); ``first_ts`` is the earliest start
-time in the object (``YYYYMMDDTHHMMSSZ``); ``seq`` is the spool segment's sequence number, which
-the spool persists across restarts. A segment always splits into the same objects under the same
-keys, so re-uploading it after a crash overwrites rather than duplicates.
+``dt`` and ``hour`` come from the request's start time (UTC); ``instance`` is the spool's own id
+(host name plus a random part, created once and kept in the spool directory), so two sidecars
+that share a bucket and a pod name (``local``, ``vm-1``) never write the same key; ``first_ts``
+is the earliest start time in the object (``YYYYMMDDTHHMMSSZ``); ``seq`` is the spool segment's
+sequence number, which the spool persists across restarts. A segment always splits into the same
+objects under the same keys, so re-uploading it after a crash overwrites rather than duplicates.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ def compact_ts(ts_ms: int) -> str:
     return f"{datetime.fromtimestamp(ts_ms / 1000, tz=UTC):%Y%m%dT%H%M%SZ}"
 
 
-def object_key(prefix: str, part: str, pod: str, first_ts_ms: int, seq: int) -> str:
+def object_key(
+    prefix: str, part: str, pod: str, first_ts_ms: int, seq: int, *, instance: str = ""
+) -> str:
     """The full key of one batch object; ``prefix`` may be empty (the local sink)."""
-    name = f"{slug(pod)}-{compact_ts(first_ts_ms)}-{seq:012d}.jsonl.gz"
+    writer = f"{slug(pod)}-{instance}" if instance else slug(pod)
+    name = f"{writer}-{compact_ts(first_ts_ms)}-{seq:012d}.jsonl.gz"
     head = prefix.strip("/")
     return "/".join(piece for piece in (head, LAYOUT_VERSION, part, name) if piece)

@@ -196,6 +196,11 @@ class SamplingPipeline:
         self._state = "running"
         log.info("sampling_started", sink=self._sink.describe(), rate=self._settings.sample_rate)
 
+    @property
+    def tasks(self) -> tuple[asyncio.Task[None], ...]:
+        """The background tasks (worker, uploader), for the composer to supervise."""
+        return tuple(self._tasks)
+
     async def stop(self, grace: float) -> None:
         """Spool what is queued, upload what fits in ``grace`` seconds, keep the rest on disk."""
         if self._state != "running":  # never started, already stopping or stopped

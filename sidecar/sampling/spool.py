@@ -2,8 +2,11 @@
 
 Layout of ``spool_dir``: ``NNNNNNNNNNNN.open`` (the one segment being appended to),
 ``NNNNNNNNNNNN.seg`` (sealed, waiting for upload), ``next-seq`` (the next segment number, kept
-across restarts so object keys never repeat) and ``.lock`` (one process per spool). Records are
-checksummed lines (see ``framing``); corrupt lines are skipped and counted, never fatal.
+across restarts so object keys never repeat), ``instance-id`` (this spool's id in object keys:
+host name plus a random part, made once, so sidecars sharing a bucket never collide and a replay
+of a segment writes the same keys) and ``.lock`` (one process per spool). Records are
+checksummed lines (see ``framing``); corrupt lines are skipped and counted, never fatal, and an
+entry that cannot be read at all is set aside and logged: the spool never keeps the proxy down.
 
 Durability: every append is one ``write(2)`` of a whole line, so once :meth:`Spool.append`
 returns the record survives a crash of this process (``kill -9``). The open segment is
@@ -20,7 +23,10 @@ import contextlib
 import enum
 import fcntl
 import os
+import re
+import secrets
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +44,8 @@ log = structlog.get_logger(__name__)
 WhenFull = Literal["drop_newest", "drop_oldest"]
 OPEN_SUFFIX = ".open"
 SEALED_SUFFIX = ".seg"
+INSTANCE_FILE = "instance-id"
+_INSTANCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{0,80}$")
 
 
 class SpoolLockedError(RuntimeError):
@@ -107,6 +115,8 @@ class Spool:
         self._last_fsync = 0.0
         self._next_seq = 1
         self._lock_fd: int | None = None
+        self.instance_id = ""
+        """This spool's id in object keys; set by :meth:`open`."""
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -123,13 +133,18 @@ class Spool:
                 "(another vllm-sidecar?); give this one its own --spool-dir"
             ) from None
         self._lock_fd = lock_fd
+        self.instance_id = self._instance_id()
         highest = 0
         for path in sorted(self.directory.iterdir()):
             if path.suffix not in (OPEN_SUFFIX, SEALED_SUFFIX) or not path.stem.isdigit():
                 continue
             seq = int(path.stem)
-            highest = max(highest, seq)
-            self._recover(seq, path)
+            highest = max(highest, seq)  # even when unreadable: its number stays used
+            try:
+                self._recover(seq, path)
+            except OSError as exc:  # a directory, no permission, I/O error: skip, never fail
+                log.warning("spool_entry_unreadable", path=str(path), error=str(exc))
+                metrics.dropped("spool_corrupt")
         self._next_seq = max(self._read_next_seq(), highest + 1)
         total = shutil.disk_usage(self.directory).total
         if total < self.max_bytes:
@@ -385,6 +400,25 @@ class Spool:
         metrics.SPOOL_OLDEST_AGE.set(
             0 if oldest is None else max(0.0, self._wall() - oldest / 1000)
         )
+
+    def _instance_id(self) -> str:
+        """The id kept in ``instance-id``, made (host name + 48 random bits) on first use."""
+        path = self.directory / INSTANCE_FILE
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            kept = path.read_text(encoding="ascii").strip()
+            if _INSTANCE_PATTERN.match(kept):
+                return kept
+        host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")[:40]
+        made = f"{host or 'host'}-{secrets.token_hex(6)}"
+        temporary = path.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, made.encode("ascii") + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+        return made
 
     def _read_next_seq(self) -> int:
         try:

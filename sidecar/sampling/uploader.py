@@ -1,8 +1,9 @@
 """Ships sealed spool segments to the sink: at-least-once, idempotent keys, jittered backoff.
 
 A segment becomes one gzip JSON-lines object per (date, hour, model) partition it holds, each
-under a key derived only from the segment's content and sequence number (see ``layout``), so a
-retry or a replay after a crash rewrites the same objects. The segment is deleted only after the
+under a key derived only from the segment's content, sequence number and the spool's instance id
+(see ``layout``), so a retry or a replay after a crash rewrites the same objects, and another
+sidecar writing to the same bucket never does. The segment is deleted only after the
 sink confirmed every one of its objects. While the sink fails, the uploader waits a full-jitter
 exponential delay (``uniform(0, min(cap, initial * 2**attempt))``) and never gives up: the spool's
 size cap and ``when_full`` policy decide what is lost, and both are counted.
@@ -56,7 +57,7 @@ class BatchObject:
 
 
 def batch_objects(
-    entries: Sequence[SpoolEntry], *, prefix: str, pod: str, seq: int
+    entries: Sequence[SpoolEntry], *, prefix: str, pod: str, seq: int, instance: str = ""
 ) -> list[BatchObject]:
     """Split a segment's records by partition into deterministic gzip JSON-lines objects."""
     groups: dict[str, list[SpoolEntry]] = {}
@@ -67,7 +68,8 @@ def batch_objects(
         first_ts = min(entry.ts_ms for entry in group)
         data = b"".join(entry.payload + b"\n" for entry in group)
         body = gzip.compress(data, compresslevel=6, mtime=0)  # mtime=0: same bytes on replay
-        objects.append(BatchObject(object_key(prefix, part, pod, first_ts, seq), body, len(group)))
+        key = object_key(prefix, part, pod, first_ts, seq, instance=instance)
+        objects.append(BatchObject(key, body, len(group)))
     return objects
 
 
@@ -179,7 +181,11 @@ class Uploader:
                 return False
             objects = await self._call(
                 functools.partial(
-                    batch_objects, prefix=self._prefix, pod=self._pod, seq=segment.seq
+                    batch_objects,
+                    prefix=self._prefix,
+                    pod=self._pod,
+                    seq=segment.seq,
+                    instance=self._spool.instance_id,
                 ),
                 entries,
             )
@@ -192,7 +198,7 @@ class Uploader:
         metrics.dropped("spool_corrupt", corrupt)
         metrics.SAMPLES_WRITTEN.inc(len(entries))
         if corrupt:
-            log.warning("spool_corrupt_lines_skipped", segment=segment.seq, lines=corrupt)
+            log.warning("spool_corrupt_records_skipped", segment=segment.seq, records=corrupt)
         return True
 
     async def _put(self, item: BatchObject) -> bool:

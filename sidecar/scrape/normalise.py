@@ -39,7 +39,14 @@ from sidecar.scrape.catalogue import (
     exposed_preference,
 )
 from sidecar.scrape.errors import ExpositionError
-from sidecar.snapshot import Histogram, SeriesKey, Snapshot, shared_key, shared_names
+from sidecar.snapshot import (
+    Histogram,
+    SeriesKey,
+    Snapshot,
+    engine_order,
+    shared_key,
+    shared_names,
+)
 
 VLLM_PREFIX = "vllm:"
 INFO_LABELS = ("num_gpu_blocks", "block_size")
@@ -326,12 +333,5 @@ def _cache_info(families: Iterable[_Family]) -> dict[str, str]:
     ]
     if not candidates:
         return {}
-    first = min(candidates, key=_engine_order)
+    first = min(candidates, key=lambda labels: engine_order(labels.get("engine", "")))
     return {name: first[name] for name in INFO_LABELS if name in first}
-
-
-def _engine_order(labels: Mapping[str, str]) -> tuple[int, int, str]:
-    """Numeric engine indexes first, in numeric order (without int(): labels can be huge)."""
-    engine = labels.get("engine", "")
-    numeric = engine.isascii() and engine.isdigit()
-    return (0 if numeric else 1, len(engine.lstrip("0")) if numeric else 0, engine)

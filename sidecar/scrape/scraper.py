@@ -1,7 +1,13 @@
 """The scrape loop: GET vLLM's /metrics on a fixed interval, parse, keep history, count failures.
 
-A failed scrape never stops the loop and never throws away history: it is counted by reason,
-logged once per change of state, and makes ``/readyz`` answer 503 until the next good scrape.
+A failed scrape never stops the loop and never throws away history: it is counted by reason and
+logged once per change of state. Only a failure that says *vLLM cannot serve* (no connection,
+no answer in time, an error status, the connection dropped mid-page) makes ``/readyz`` answer
+503 and ``vllm_sidecar_upstream_up`` 0 (what ``VLLMDown`` reads); a page we could not use (too
+large, malformed) is our problem, counted but not blamed on vLLM. Each scrape opens its own
+connection, so a vLLM that refuses new connections (while the proxy answers 502) is not ready
+even though an old keep-alive connection would still answer. The whole body is read, up to
+:data:`MAX_BODY_BYTES`, within ``scrape_timeout``.
 The loop ticks on a fixed schedule (not "sleep after the work"), so a slow vLLM does not stretch
 the interval that rates and forecasts assume.
 """
@@ -19,6 +25,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from sidecar.config import Settings
+from sidecar.masking import mask_url, scrub
 from sidecar.metrics import REGISTRY
 from sidecar.scrape.catalogue import CATALOGUE, missing_required
 from sidecar.scrape.errors import REASONS
@@ -75,11 +82,13 @@ for _reason in sorted({"connect", "timeout", "http_status", "too_large", *REASON
 
 
 class ScrapeError(Exception):
-    """One failed scrape; ``reason`` is a bounded label value."""
+    """One failed scrape; ``reason`` is a bounded label value; ``vllm_down`` when the failure
+    says vLLM cannot serve (rather than that its page was unusable)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, vllm_down: bool = True) -> None:
         super().__init__(message)
         self.reason = reason
+        self.vllm_down = vllm_down
 
 
 @dataclass(slots=True)
@@ -93,6 +102,10 @@ class ScrapeStatus:
     consecutive_failures: int = 0
     missing_metrics: tuple[str, ...] = ()
     vllm_version: str | None = None
+    vllm_serving: bool = False
+    """The last scrape reached vLLM and got its page (whether or not the page was usable)."""
+    loop_failed: bool = False
+    """The scrape loop itself crashed (a bug); set until it has been restarted and scraped."""
 
     @property
     def finished_once(self) -> bool:
@@ -101,8 +114,26 @@ class ScrapeStatus:
 
     @property
     def ready(self) -> bool:
-        """Ready when the most recent scrape succeeded."""
-        return self.last_success_monotonic is not None and self.consecutive_failures == 0
+        """Ready when a scrape has succeeded and the latest one found vLLM serving."""
+        return (
+            self.last_success_monotonic is not None and self.vllm_serving and not self.loop_failed
+        )
+
+
+async def _read_all(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body however it is sent (one write, many, slowly, chunked), up to the cap.
+
+    ``StreamReader.read(n)`` returns what has arrived so far, not ``n`` bytes: reading once kept
+    only the first write of a page.
+    """
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in response.content.iter_any():
+        size += len(piece)
+        if size > MAX_BODY_BYTES:
+            raise ScrapeError("too_large", f"body over {MAX_BODY_BYTES} bytes", vllm_down=False)
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 class Scraper:
@@ -127,11 +158,10 @@ class Scraper:
                 if response.status != 200:
                     raise ScrapeError("http_status", f"GET {self._url} answered {response.status}")
                 if (response.content_length or 0) > MAX_BODY_BYTES:
-                    raise ScrapeError("too_large", f"body of {response.content_length} bytes")
-                body = await response.content.read(MAX_BODY_BYTES + 1)
-                if len(body) > MAX_BODY_BYTES:
-                    raise ScrapeError("too_large", f"body over {MAX_BODY_BYTES} bytes")
-                return body, response.headers.get("Content-Type")
+                    raise ScrapeError(
+                        "too_large", f"body of {response.content_length} bytes", vllm_down=False
+                    )
+                return await _read_all(response), response.headers.get("Content-Type")
         except TimeoutError as exc:
             raise ScrapeError(
                 "timeout", f"no answer within {self._settings.scrape_timeout}s"
@@ -159,24 +189,30 @@ class Scraper:
                 monotonic=time.monotonic(),
             )
         except ScrapeError as exc:
-            self._failed(exc.reason, str(exc))
+            self._failed(exc.reason, str(exc), vllm_down=exc.vllm_down)
             return None
         except ExpositionError as exc:
-            self._failed(exc.reason, str(exc))
+            self._failed(exc.reason, str(exc), vllm_down=False)
             return None
         finally:
             SCRAPE_DURATION.observe(time.perf_counter() - started)
         self._succeeded(snapshot)
         return snapshot
 
-    def _failed(self, reason: str, message: str) -> None:
+    def _failed(self, reason: str, message: str, *, vllm_down: bool) -> None:
         SCRAPE_ERRORS.labels(reason=reason).inc()
-        UPSTREAM_UP.set(0)
         status = self.status
+        status.vllm_serving = not vllm_down
+        UPSTREAM_UP.set(0 if vllm_down else 1)
         if status.consecutive_failures == 0 or status.last_error_reason != reason:
-            self._log.warning("scrape_failed", reason=reason, error=message, url=self._url)
+            self._log.warning(
+                "scrape_failed",
+                reason=reason,
+                error=scrub(message, self._url),
+                url=mask_url(self._url),
+            )
         status.consecutive_failures += 1
-        status.last_error, status.last_error_reason = message, reason
+        status.last_error, status.last_error_reason = scrub(message, self._url), reason
 
     def _succeeded(self, snapshot: Snapshot) -> None:
         self._history.append(snapshot)
@@ -184,6 +220,8 @@ class Scraper:
         if status.consecutive_failures:
             self._log.info("scrape_recovered", after_failures=status.consecutive_failures)
         status.consecutive_failures = 0
+        status.vllm_serving = True
+        status.loop_failed = False
         status.last_success_monotonic = snapshot.monotonic
         status.last_success_wall = snapshot.timestamp
         missing = tuple(missing_required(snapshot.present))
@@ -195,6 +233,13 @@ class Scraper:
                 METRICS_MISSING.labels(metric=metric.name).set(1 if metric.name in missing else 0)
         LAST_SUCCESS.set(snapshot.timestamp)
         UPSTREAM_UP.set(1)
+
+    def crashed(self) -> None:
+        """The loop crashed (a bug, already logged): not ready until a scrape succeeds again.
+
+        ``upstream_up`` is left alone: our bug is not vLLM being down.
+        """
+        self.status.loop_failed = True
 
     async def fetch_version(self) -> str | None:
         """vLLM's ``/version`` (``{"version": "0.33.0"}``), or None when it cannot be read."""
@@ -221,7 +266,7 @@ class Scraper:
                 on_snapshot(snapshot)
                 if self.status.vllm_version is None:
                     self.status.vllm_version = await self.fetch_version()
-            else:
+            elif not self.status.vllm_serving:
                 self.status.vllm_version = None  # re-read when vLLM is back (maybe upgraded)
             next_tick += interval
             now = loop.time()

@@ -44,7 +44,7 @@ from sidecar.signals.windowed import (
     histogram_window_increase,
     restart_flags,
 )
-from sidecar.snapshot import Histogram, SeriesKey, Snapshot
+from sidecar.snapshot import Histogram, SeriesKey, Snapshot, engine_order
 
 WINDOWS: Mapping[str, float] = MappingProxyType({"1m": 60.0, "5m": 300.0})
 QUANTILES: tuple[str, ...] = ("0.5", "0.95", "0.99")
@@ -165,15 +165,6 @@ def _targets_of(key: SeriesKey) -> tuple[Target, ...]:
     return ((key.model_name, None), (key.model_name, key.engine))
 
 
-def _engine_order(engine: str | None) -> tuple[int, int, str]:
-    """Engines ``"0"``..``"N-1"`` in numeric order ("10" after "9"), others by name."""
-    if engine is None:
-        return (0, 0, "")
-    if engine.isdigit():
-        return (1, int(engine), "")
-    return (2, 0, engine)
-
-
 def _target_list(snapshot: Snapshot) -> list[Target]:
     """Every model first (engine None), then each (model, engine) pair seen in the snapshot."""
     engines: set[Target] = set()
@@ -181,7 +172,7 @@ def _target_list(snapshot: Snapshot) -> list[Target]:
         for series in table.values():
             engines.update((key.model_name, key.engine) for key in series if key.engine is not None)
     models: list[Target] = [(model, None) for model in snapshot.models()]
-    return models + sorted(engines, key=lambda target: (target[0], _engine_order(target[1])))
+    return models + sorted(engines, key=lambda target: (target[0], engine_order(target[1])))
 
 
 def _fold_sum(values: Iterable[tuple[SeriesKey, float | None]]) -> dict[Target, float]:

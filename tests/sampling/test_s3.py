@@ -29,7 +29,7 @@ from tests.support import wait_until
 
 KEY = re.compile(
     r"^team/samples/v1/dt=\d{4}-\d{2}-\d{2}/hour=\d{2}/model=(?P<model>[a-z0-9._-]+)/"
-    r"pod-a-\d{8}T\d{6}Z-\d{12}\.jsonl\.gz$"
+    r"pod-a-[a-z0-9-]+-[0-9a-f]{12}-\d{8}T\d{6}Z-\d{12}\.jsonl\.gz$"
 )
 OUTAGE_SECONDS = float(os.environ.get("SIDECAR_TEST_OUTAGE_SECONDS", "4"))
 """Pipeline-level outage; the end-to-end test through the proxy runs the full 60 s one."""
