@@ -31,3 +31,13 @@ def test_no_range_vector_spans_both_spellings() -> None:
     text = RULES_FILE.read_text()
     for function in ("rate", "increase", "deriv", "changes"):
         assert f'{function}({{__name__=~"vllm' not in text
+
+
+def test_rule_file_header_describes_the_spelling_join_it_uses() -> None:
+    """The header once told readers vLLM series are matched by a ``__name__`` regex: the very
+    spelling that failed inside rate(). It must describe the ``or`` of both spellings instead."""
+    header = "".join(
+        line for line in RULES_FILE.read_text().splitlines(keepends=True) if line.startswith("#")
+    )
+    assert '__name__=~"vllm[:_]' not in header
+    assert "(f(vllm:x) or f(vllm_x))" in header
