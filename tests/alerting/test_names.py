@@ -8,7 +8,9 @@ import re
 import pytest
 
 from sidecar.alerting.inputs import READ_FAMILIES, read_registry
+from sidecar.alerting.rules_sidecar import CLIENT_CLOSED as COUNTED
 from sidecar.metrics import REGISTRY
+from sidecar.proxy.flight import CLIENT_CLOSED as WRITTEN
 from tests.alerting.promtool_cases import RULES_FILE
 
 EXPORTERS = (
@@ -52,3 +54,9 @@ def test_rule_file_queries_only_exported_sidecar_series(exported: set[str]) -> N
     queried = set(re.findall(r"\bvllm_sidecar_[a-z_]+", RULES_FILE.read_text()))
     assert len(queried) >= 8, queried
     assert queried <= exported, sorted(queried - exported)
+
+
+def test_abort_alert_counts_the_status_the_proxy_writes_for_a_gone_client() -> None:
+    """VLLMClientAbortsHigh spells the proxy's "client went away" status itself (so the rule
+    generator does not import the proxy); a change on either side would silently count nothing."""
+    assert str(WRITTEN) == COUNTED
