@@ -9,8 +9,10 @@ import pytest
 
 from sidecar.alerting.inputs import READ_FAMILIES, read_registry
 from sidecar.alerting.rules_sidecar import CLIENT_CLOSED as COUNTED
+from sidecar.alerting.rules_sidecar import NO_MODEL as UNMODELLED
 from sidecar.metrics import REGISTRY
 from sidecar.proxy.flight import CLIENT_CLOSED as WRITTEN
+from sidecar.proxy.metrics import NO_MODEL
 from tests.alerting.promtool_cases import RULES_FILE
 
 EXPORTERS = (
@@ -56,7 +58,9 @@ def test_rule_file_queries_only_exported_sidecar_series(exported: set[str]) -> N
     assert queried <= exported, sorted(queried - exported)
 
 
-def test_abort_alert_counts_the_status_the_proxy_writes_for_a_gone_client() -> None:
-    """VLLMClientAbortsHigh spells the proxy's "client went away" status itself (so the rule
-    generator does not import the proxy); a change on either side would silently count nothing."""
+def test_abort_alert_spells_the_labels_the_proxy_writes() -> None:
+    """VLLMClientAbortsHigh spells the proxy's "client went away" status and "no model" label
+    itself (so the rule generator does not import the proxy); a change on either side would
+    silently count nothing, or count health checks as users."""
     assert str(WRITTEN) == COUNTED
+    assert NO_MODEL == UNMODELLED
