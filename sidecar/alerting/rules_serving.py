@@ -47,8 +47,13 @@ IMBALANCE_QUEUE_GAP = 10.0
 WINDOW_5M = 300.0
 
 
-def record_progress(history: CounterHistory, snapshot: Snapshot, now: float) -> None:
-    """Record each model's progress total (tokens + finished requests + engine steps)."""
+def record_progress(history: CounterHistory, snapshot: Snapshot) -> None:
+    """Record each model's progress total (tokens + finished requests + engine steps).
+
+    Stamped with the scrape's time, not the evaluation's: the engine evaluates again on the same
+    snapshot after a missed scrape, and a reading stamped "now" would read as a flat counter, so
+    one scrape's numbers alone would look like a stall. "No progress" takes two scrapes.
+    """
     totals: dict[str, float] = {}
     for name, suffix in PROGRESS_SAMPLES:
         if suffix:
@@ -58,7 +63,7 @@ def record_progress(history: CounterHistory, snapshot: Snapshot, now: float) -> 
             for key, value in snapshot.counters.get(name, {}).items():
                 totals[key.model_name] = totals.get(key.model_name, 0.0) + value
     for model, total in totals.items():
-        history.add(("progress", model), now, total, max_span=PROGRESS_SPAN)
+        history.add(("progress", model), snapshot.monotonic, total, max_span=PROGRESS_SPAN)
 
 
 def _stalled(ctx: EvalContext, threshold: float) -> Iterable[Sample]:
