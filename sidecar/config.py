@@ -37,6 +37,8 @@ from sidecar.settings_schema import (
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings", "load", "split_host_port"]
 
 ENV_PREFIX = "VLLM_SIDECAR_"
+MIN_PROBE_INTERVAL = 1.0
+"""Shortest active-probe schedule: each probe costs vLLM a prefill and a batch slot."""
 
 
 def _check_host_port(value: str) -> str:
@@ -144,7 +146,8 @@ class Settings:
         default=0.0,
         ge=0,
         le=3600,
-        description="Seconds between active probes (a 1-token completion to vLLM); 0 = off.",
+        description="Seconds between active probes (a 1-token completion to vLLM); 0 = off, "
+        "else at least 1.",
     )
     probe_timeout: float = setting(default=10.0, gt=0, le=600, description="Seconds.")
 
@@ -348,6 +351,12 @@ class Settings:
             object.__setattr__(self, name, value)
         if self.s3_sse == "aws:kms" and not self.s3_kms_key_id:
             raise ConfigError("s3_kms_key_id: s3_sse 'aws:kms' needs s3_kms_key_id")
+        if 0 < self.probe_interval < MIN_PROBE_INTERVAL:
+            # every probe is a real completion: a tiny interval would load vLLM, not watch it
+            raise ConfigError(
+                f"probe_interval: 0 (off) or at least {MIN_PROBE_INTERVAL:g}s "
+                f"(got {self.probe_interval:g})"
+            )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed (checked like any other construction)."""

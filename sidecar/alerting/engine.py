@@ -178,7 +178,7 @@ class AlertEngine:
     def _record(self, inputs: EngineInputs, now: float, fresh: bool) -> None:
         """Feed the counter history the long windows and the sidecar's counters need."""
         if inputs.snapshot is not None and fresh:
-            record_progress(self._history, inputs.snapshot, now)
+            record_progress(self._history, inputs.snapshot)
             missing = frozenset(slo.record_counts(self._history, inputs.snapshot, self.config, now))
             if missing != self._missing_edges:
                 if missing:

@@ -47,8 +47,13 @@ IMBALANCE_QUEUE_GAP = 10.0
 WINDOW_5M = 300.0
 
 
-def record_progress(history: CounterHistory, snapshot: Snapshot, now: float) -> None:
-    """Record each model's progress total (tokens + finished requests + engine steps)."""
+def record_progress(history: CounterHistory, snapshot: Snapshot) -> None:
+    """Record each model's progress total (tokens + finished requests + engine steps).
+
+    Stamped with the scrape's time, not the evaluation's: the engine evaluates again on the same
+    snapshot after a missed scrape, and a reading stamped "now" would read as a flat counter, so
+    one scrape's numbers alone would look like a stall. "No progress" takes two scrapes.
+    """
     totals: dict[str, float] = {}
     for name, suffix in PROGRESS_SAMPLES:
         if suffix:
@@ -58,7 +63,7 @@ def record_progress(history: CounterHistory, snapshot: Snapshot, now: float) -> 
             for key, value in snapshot.counters.get(name, {}).items():
                 totals[key.model_name] = totals.get(key.model_name, 0.0) + value
     for model, total in totals.items():
-        history.add(("progress", model), now, total, max_span=PROGRESS_SPAN)
+        history.add(("progress", model), snapshot.monotonic, total, max_span=PROGRESS_SPAN)
 
 
 def _stalled(ctx: EvalContext, threshold: float) -> Iterable[Sample]:
@@ -130,20 +135,21 @@ def _imbalance(ctx: EvalContext, threshold: float) -> Iterable[Sample]:
 
 
 def _imbalance_expr(config: RuleConfig, threshold: float) -> str:
-    per_engine = f"{config.model_by}, engine"
+    """Engines are compared within one server (every label but ``engine`` kept), then the worst
+    server's gap is reported per model: grouping ``by (model_name, engine)`` across servers mixed
+    one server's engine 0 with another's, hiding mirrored imbalance and inventing it between a
+    balanced server and a busy single-engine one. The engine sees one server, so both agree."""
 
-    def gap(sample: str, op: str, limit: float, signal: str) -> str:
+    def gap(sample: str, limit: float, signal: str) -> str:
         spelt = each_spelling(lambda name: plain_selector(name, config.vllm_selector), sample)
-        engine = f"{op} by ({per_engine}) {spelt}"
-        spread = (
-            f"max by ({config.model_by}) ({engine})\n  -\n  min by ({config.model_by}) ({engine})"
-        )
+        spread = f"max without (engine) {spelt}\n    -\n    min without (engine) {spelt}"
+        worst = f"max by ({config.model_by}) (\n    {spread}\n  )"
         named = f'"signal", "{signal}", "", ""'
-        return f"label_replace(\n  {spread}\n  >= {number(limit)},\n  {named}\n)"
+        return f"label_replace(\n  {worst}\n  >= {number(limit)},\n  {named}\n)"
 
     return (
-        f"{gap('vllm:kv_cache_usage_perc', 'max', threshold, 'kv_cache')}\nor\n"
-        f"{gap('vllm:num_requests_waiting', 'sum', IMBALANCE_QUEUE_GAP, 'queue')}"
+        f"{gap('vllm:kv_cache_usage_perc', threshold, 'kv_cache')}\nor\n"
+        f"{gap('vllm:num_requests_waiting', IMBALANCE_QUEUE_GAP, 'queue')}"
     )
 
 

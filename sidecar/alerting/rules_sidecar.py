@@ -26,6 +26,9 @@ WINDOW_15M = 900.0
 WINDOW_30M = 1800.0
 CLIENT_CLOSED = "499"
 """The proxy's status label for requests whose client went away first (nginx's convention)."""
+NO_MODEL = "none"
+"""The proxy's ``model_name`` for requests tied to no model (health checks, unread bodies, 401s):
+their aborts are load balancers and bad clients, not users abandoning a model's answers."""
 COUNTER_SAMPLES = (PROXY_REQUESTS, DROPPED, f"{OVERHEAD}_bucket", f"{OVERHEAD}_count")
 """Counter samples the engine records each evaluation so these rules can take increases."""
 
@@ -64,10 +67,11 @@ def _server_errors_expr(config: RuleConfig, threshold: float) -> str:
 
 def _aborts(ctx: EvalContext, threshold: float) -> Iterable[Sample]:
     def model(labels: Mapping[str, str]) -> str | None:
-        return labels.get("model_name")
+        name = labels.get("model_name")
+        return None if name == NO_MODEL else name
 
     def aborted(labels: Mapping[str, str]) -> str | None:
-        return labels.get("model_name") if labels.get("status") == CLIENT_CLOSED else None
+        return model(labels) if labels.get("status") == CLIENT_CLOSED else None
 
     ratios: dict[str, list[float]] = {}
     for window in (WINDOW_5M, WINDOW_30M):
@@ -86,8 +90,9 @@ def _aborts(ctx: EvalContext, threshold: float) -> Iterable[Sample]:
 
 def _aborts_expr(config: RuleConfig, threshold: float) -> str:
     by = joined("model_name", config.target_by)
-    gone = _series(config, PROXY_REQUESTS, f'status="{CLIENT_CLOSED}"')
-    every = _series(config, PROXY_REQUESTS)
+    modelled = f'model_name!="{NO_MODEL}"'
+    gone = _series(config, PROXY_REQUESTS, f'status="{CLIENT_CLOSED}"', modelled)
+    every = _series(config, PROXY_REQUESTS, modelled)
 
     def ratio(window: str) -> str:
         return (

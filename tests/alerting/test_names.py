@@ -8,7 +8,11 @@ import re
 import pytest
 
 from sidecar.alerting.inputs import READ_FAMILIES, read_registry
+from sidecar.alerting.rules_sidecar import CLIENT_CLOSED as COUNTED
+from sidecar.alerting.rules_sidecar import NO_MODEL as UNMODELLED
 from sidecar.metrics import REGISTRY
+from sidecar.proxy.flight import CLIENT_CLOSED as WRITTEN
+from sidecar.proxy.metrics import NO_MODEL
 from tests.alerting.promtool_cases import RULES_FILE
 
 EXPORTERS = (
@@ -52,3 +56,11 @@ def test_rule_file_queries_only_exported_sidecar_series(exported: set[str]) -> N
     queried = set(re.findall(r"\bvllm_sidecar_[a-z_]+", RULES_FILE.read_text()))
     assert len(queried) >= 8, queried
     assert queried <= exported, sorted(queried - exported)
+
+
+def test_abort_alert_spells_the_labels_the_proxy_writes() -> None:
+    """VLLMClientAbortsHigh spells the proxy's "client went away" status and "no model" label
+    itself (so the rule generator does not import the proxy); a change on either side would
+    silently count nothing, or count health checks as users."""
+    assert str(WRITTEN) == COUNTED
+    assert NO_MODEL == UNMODELLED

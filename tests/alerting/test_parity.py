@@ -172,3 +172,25 @@ def test_engine_matches_prometheus(case: Case) -> None:
     assert [instance.state.value for instance in matching] == ["firing"]
     assert matching[0].labels == want["labels"]
     assert matching[0].annotations == want["annotations"]
+
+
+def test_requests_without_a_model_are_not_client_aborts() -> None:
+    """Requests the proxy could not tie to a model (``model_name="none"``: health checks a load
+    balancer gave up on, bodies never read, unauthenticated 401s) say nothing about users
+    abandoning a model's answers; as in the promtool case, only llama's aborts alert."""
+    harness = Harness(World(Model()))
+    ok = harness.sidecar.requests.labels("llama", "team-a", "200", "/v1/chat/completions")
+    gone = harness.sidecar.requests.labels("llama", "team-a", "499", "/v1/chat/completions")
+    health = harness.sidecar.requests.labels("none", "none", "499", "/health")
+    unauthenticated = harness.sidecar.requests.labels("none", "none", "401", "other")
+
+    def step(seconds: float) -> None:
+        ok.inc(80 / 60 * seconds)
+        gone.inc(20 / 60 * seconds)
+        health.inc(10 / 60 * seconds)
+        unauthenticated.inc(30 / 60 * seconds)
+
+    harness.run(900, each=step)
+    assert harness.firing("VLLMClientAbortsHigh") == [
+        expected_alert("VLLMClientAbortsHigh", model_name="llama")["labels"]
+    ]

@@ -188,6 +188,20 @@ def test_counters_are_rated(name: str, panel: dict[str, Any], target: dict[str, 
 
 
 @pytest.mark.parametrize(("name", "panel", "target"), QUERIES, ids=QUERY_IDS)
+def test_no_range_vector_selects_by_a_name_regex(
+    name: str, panel: dict[str, Any], target: dict[str, Any]
+) -> None:
+    """A range over ``{__name__=~"vllm:x|vllm_x"}`` fails whenever both spellings share the
+    window ("vector cannot contain metrics with the same labelset"); only the ``or`` of one
+    range per spelling is safe (``sidecar.alerting.promql.each_spelling``)."""
+    del name, panel
+    for found in selectors(target["expr"]):
+        if found.range is not None:
+            assert found.name, f"range over a name regex: {found.matchers}{found.range}"
+            assert "__name__" not in found.matchers, found.matchers
+
+
+@pytest.mark.parametrize(("name", "panel", "target"), QUERIES, ids=QUERY_IDS)
 def test_matchers_on_every_selector(
     name: str, panel: dict[str, Any], target: dict[str, Any]
 ) -> None:
