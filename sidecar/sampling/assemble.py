@@ -16,11 +16,6 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-MAX_TEXT_CHARS = 1_000_000
-"""Longest text kept per field; longer values are cut and the record marked ``truncated``."""
-MAX_RAW_CHARS = 64 * 1024
-"""Longest body of an unknown shape that is kept (as raw text)."""
-
 
 @dataclass(slots=True)
 class AssembledChoice:
@@ -44,7 +39,6 @@ class Assembled:
     events: int = 0
     malformed_events: int = 0
     stream_complete: bool | None = None
-    truncated: bool = False
 
     @property
     def finish_reason(self) -> str | None:
@@ -158,15 +152,7 @@ class _Builder:
 
     def finish(self) -> Assembled:
         self.result.choices = [self.by_index[index] for index in sorted(self.by_index)]
-        for choice in self.result.choices:
-            choice.text, cut_text = _cut(choice.text)
-            choice.reasoning, cut_reasoning = _cut(choice.reasoning)
-            self.result.truncated |= cut_text or cut_reasoning
         return self.result
-
-
-def _cut(text: str, limit: int = MAX_TEXT_CHARS) -> tuple[str, bool]:
-    return (text, False) if len(text) <= limit else (text[:limit], True)
 
 
 def _error(message: Any, kind: Any, code: Any) -> dict[str, Any]:
@@ -462,7 +448,7 @@ def assemble_body(text: str) -> Assembled:
     if isinstance(body, dict) and builder.add_object(body, streamed=False):
         return builder.finish()
     result = builder.finish()
-    result.raw, result.truncated = _cut(text, MAX_RAW_CHARS)
+    result.raw = text
     return result
 
 

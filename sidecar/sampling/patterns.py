@@ -84,7 +84,7 @@ def _iban(text: str) -> int | None:
     words costs O(length) instead of one big-integer conversion per prefix.
     """
     positions = [index for index, char in enumerate(text) if char != " "][:34]
-    compact = [text[index] for index in positions]
+    compact = [text[index].upper() for index in positions]
     head_value, head_scale = 0, 1
     for char in compact[:4]:
         scale, value = _IBAN_CHARS[char]
@@ -116,6 +116,30 @@ def _phone(text: str) -> int | None:
     return len(text) if 8 <= digits <= 15 else None
 
 
+def _mixed(text: str) -> bool:
+    return (
+        any(char.isupper() for char in text)
+        and any(char.islower() for char in text)
+        and any(char.isdigit() for char in text)
+    )
+
+
+def _aws_secret(text: str) -> int | None:
+    """Accept 40 characters that mix cases and digits, alone or between slashes of a longer run
+    (a URL path): then the run up to the key's end is redacted."""
+    if len(text) == 40:
+        return 40 if _mixed(text) else None
+    starts = [0, *(index + 1 for index, char in enumerate(text) if char == "/")]
+    for start in starts:
+        end = start + 40
+        if (end == len(text) or text[end : end + 1] == "/") and _mixed(text[start:end]):
+            return end
+    return None
+
+
+_AT = r"(?:@|%40|\uff20|\\u0040|\\u[fF][fF]20)"
+"""An at sign: plain, URL-encoded, full-width (U+FF20), or JSON-escaped inside a JSON string
+(tool-call arguments are JSON text)."""
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _CREDENTIAL_WORDS = (
     r"api[_-]?key|access[_-]?key(?:[_-]?id)?|secret(?:[_-]?access)?(?:[_-]?key)?|client[_-]?secret"
@@ -148,7 +172,8 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "private_key",
         _compile(
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?"
+            r"(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
             re.DOTALL,
         ),
         hint="-----BEGIN",
@@ -183,16 +208,33 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
             r"|gh[pousr]_[A-Za-z0-9]{30,}"
             r"|github_pat_[A-Za-z0-9_]{30,}"
             r"|glpat-[A-Za-z0-9_-]{20,}"
-            r"|xox[abprs]-[A-Za-z0-9-]{10,}"
+            r"|xox[abeprs]-[A-Za-z0-9-]{10,}"
+            r"|xapp-[A-Za-z0-9-]{10,}"
             r"|AIza[0-9A-Za-z_-]{35}"
             r"|hf_[A-Za-z0-9]{30,})"
         ),
-        needs=("sk-", "_", "glpat-", "xox", "AIza"),  # "_": (sk|rk|pk)_, gh?_, github_pat_, hf_
+        # "_": (sk|rk|pk)_, gh?_, github_pat_, hf_
+        needs=("sk-", "_", "glpat-", "xox", "xapp-", "AIza"),
     ),
     Pattern(
         "aws_key",
         _compile(r"\b(?:" + "|".join(AWS_KEY_PREFIXES) + r")[A-Z0-9]{16}\b"),
         needs=AWS_KEY_PREFIXES,
+    ),
+    Pattern(
+        "aws_secret",
+        # A whole run of the base64 alphabet (the look-behind makes the search start only at a
+        # run's beginning, so a long base64 blob costs one pass); the validator keeps runs of
+        # exactly 40 characters that mix upper case, lower case and digits, as AWS secret keys do.
+        _compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40,}+(?!=)"),
+        validate=_aws_secret,
+        needs=DIGITS,
+        needs_in="ascii",
+    ),
+    Pattern(
+        "webhook",
+        _compile(r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]+"),
+        hint="hooks.slack.com",
     ),
     Pattern(
         "credential",
@@ -210,14 +252,14 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "email",
         _compile(
-            r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
+            r"[A-Za-z0-9._%+-]{1,64}" + _AT + r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
             r"\.[A-Za-z]{2,24}"
         ),
-        hint="@",
+        needs=("@", "%40", "\uff20", "\\u"),
     ),
     Pattern(
         "iban",
-        _compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,34}\b"),
+        _compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,34}\b"),
         validate=_iban,
         needs=DIGITS,
         needs_in="ascii",
@@ -226,7 +268,7 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
         "card",
         _compile(
             r"(?<![\w+-])(?:\d{13,19}"
-            r"|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}"
+            r"|\d{4}([ .-])\d{4}\1\d{4}\1\d{1,7}"
             r"|\d{4}[ -]\d{6}[ -]\d{4,5})(?![\w-])"
         ),
         validate=_card,
@@ -256,6 +298,8 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
             r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}"
             r"|(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}"
             r"|0\d{1,4}[ /-]?\d{3,4}[ -]?\d{3,4}"
+            r"|0[1-9]([ .-]?)\d\d(?:\1\d\d){3}"  # French style: 06 12 34 56 78
+            r"|\d{10}"  # bare ten digits (this also takes a Unix time in seconds written in text)
             r")(?![\w])"
         ),
         validate=_phone,

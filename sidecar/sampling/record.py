@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, Unpack
 
-from sidecar.sampling.assemble import MAX_TEXT_CHARS, Assembled, assemble, decode, parse_json_body
+from sidecar.sampling.assemble import Assembled, assemble, decode, parse_json_body
 from sidecar.sampling.decision import SampleReason
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.redact import RedactionError, Redactor
@@ -26,32 +26,63 @@ if TYPE_CHECKING:
 SCHEMA_VERSION: Literal[1] = 1
 MIN_DATA_URL_CHARS = 1024
 """Inline ``data:`` URLs (base64 images, audio) longer than this are replaced by a note."""
+MAX_TEXT_CHARS = 1_000_000
+"""Longest text kept per field; longer values are cut (after redaction) and the record marked
+``truncated``."""
+MAX_RAW_CHARS = 64 * 1024
+"""Longest body of an unknown shape that is kept (as raw text)."""
+PARTIAL_TOKEN_CHARS = 4096
+"""A response the proxy cut short may end inside a secret that the redactor cannot recognise
+from its first half: such texts end at their last whitespace within this many characters."""
 
 
-def _shrink(value: Any) -> tuple[Any, bool]:
-    """Replace inline data URLs and cut over-long strings; report whether anything was cut."""
+def _omit_data_urls(value: Any, omitted: list[str]) -> Any:
+    """Replace inline data URLs by a note of their media type and length (noted in ``omitted``)."""
     if isinstance(value, str):
         if value.startswith("data:") and len(value) > MIN_DATA_URL_CHARS:
             media = value[5:].split(";", 1)[0].split(",", 1)[0][:100]
-            return f"[omitted data URL: {media}, {len(value)} chars]", True
-        if len(value) > MAX_TEXT_CHARS:
-            return value[:MAX_TEXT_CHARS], True
+            omitted.append(media)
+            return f"[omitted data URL: {media}, {len(value)} chars]"
+        return value
+    if isinstance(value, dict):
+        return {key: _omit_data_urls(item, omitted) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_omit_data_urls(item, omitted) for item in value]
+    return value
+
+
+def _cut(value: Any, limit: int, redactor: Redactor, counts: Counter[str]) -> tuple[Any, bool]:
+    """Cut strings longer than ``limit``: after redaction, so a secret the cut runs through was
+    already replaced; a cut piece is cleaned again (a prefix can match where the whole did not)."""
+    if isinstance(value, str):
+        if len(value) > limit:
+            return redactor.clean_text(value[:limit], counts), True
         return value, False
     if isinstance(value, dict):
         cut = False
         out: dict[str, Any] = {}
         for key, item in value.items():
-            out[key], item_cut = _shrink(item)
+            out[key], item_cut = _cut(item, limit, redactor, counts)
             cut |= item_cut
         return out, cut
     if isinstance(value, list):
-        items = [_shrink(item) for item in value]
+        items = [_cut(item, limit, redactor, counts) for item in value]
         return [item for item, _ in items], any(item_cut for _, item_cut in items)
     return value, False
 
 
+def drop_partial_token(text: str) -> str:
+    """``text`` without its last word when that may be the first half of a secret."""
+    stop = max(0, len(text) - PARTIAL_TOKEN_CHARS)
+    for index in range(len(text) - 1, stop - 1, -1):
+        if text[index].isspace():
+            return text[: index + 1]
+    return text[:stop]
+
+
 def request_tree(body: bytes) -> tuple[dict[str, Any], bool]:
-    """The request body as JSON (``{"raw": text}`` when it is not a JSON object)."""
+    """The request body as JSON (``{"raw": text}`` when it is not a JSON object), and whether
+    inline data was left out."""
     text = decode(body)
     parsed = parse_json_body(text)
     tree: dict[str, Any]
@@ -61,8 +92,20 @@ def request_tree(body: bytes) -> tuple[dict[str, Any], bool]:
         tree = {"body": parsed}
     else:
         tree = {"raw": text}
-    shrunk, cut = _shrink(tree)
-    return shrunk, cut
+    omitted: list[str] = []
+    result: dict[str, Any] = _omit_data_urls(tree, omitted)
+    return result, bool(omitted)
+
+
+def _close_cut_response(assembled: Assembled) -> None:
+    """Drop a possible half secret at the end of every text of a response the proxy cut."""
+    for choice in assembled.choices:
+        choice.text = drop_partial_token(choice.text)
+        choice.reasoning = drop_partial_token(choice.reasoning)
+        for call in choice.tool_calls:
+            call["arguments"] = drop_partial_token(call["arguments"])
+    if assembled.raw is not None:
+        assembled.raw = drop_partial_token(assembled.raw)
 
 
 def response_tree(assembled: Assembled) -> dict[str, Any]:
@@ -126,15 +169,29 @@ def _prepare(
     vllm_version: str | None,
     counts: Counter[str] | None = None,
 ) -> _Cleaned:
-    request, request_cut = request_tree(exchange.request_body)
+    request, omitted = request_tree(exchange.request_body)
     assembled = assemble(exchange.response_chunks, streamed=exchange.streamed)
+    if exchange.response_truncated:
+        _close_cut_response(assembled)
     spans: Counter[str] = counts if counts is not None else Counter()
     try:
-        # clean() post-checks every string it returns, so the tree needs no second scan.
-        clean_request = redactor.clean(request, spans)
-        clean_response = redactor.clean(response_tree(assembled), spans)
+        # clean() post-checks every string it returns, so the tree needs no second scan. Every
+        # client- or model-controlled string goes through it, top-level columns included.
+        clean_request, request_cut = _cut(
+            redactor.clean(request, spans), MAX_TEXT_CHARS, redactor, spans
+        )
+        response = redactor.clean(response_tree(assembled), spans)
+        if isinstance(response["raw"], str):
+            response["raw"], raw_cut = _cut(response["raw"], MAX_RAW_CHARS, redactor, spans)
+        else:
+            raw_cut = False
+        clean_response, response_cut = _cut(response, MAX_TEXT_CHARS, redactor, spans)
         request_id = redactor.clean_text(exchange.request_id, spans)
         model_name = redactor.clean_text(exchange.model, spans) if exchange.model else None
+        endpoint = redactor.clean_text(exchange.path, spans)
+        finish_reason = assembled.finish_reason or exchange.finish_reason
+        if finish_reason is not None:
+            finish_reason = redactor.clean_text(finish_reason, spans)
     except RedactionError:
         raise
     except Exception as exc:  # any failure inside the redactor means "not proven clean"
@@ -145,13 +202,13 @@ def _prepare(
         "schema_version": SCHEMA_VERSION,
         "request_id": request_id,
         "model_name": model_name,
-        "endpoint": exchange.path,
+        "endpoint": endpoint,
         "method": exchange.method,
         "stream": exchange.streamed,
         "status": exchange.status,
         "error": exchange.error,
         "error_type": error.get("type") if isinstance(error, dict) else None,
-        "finish_reason": assembled.finish_reason or exchange.finish_reason,
+        "finish_reason": finish_reason,
         "prompt_tokens": _int(usage.get("prompt_tokens")),
         "completion_tokens": _int(usage.get("completion_tokens")),
         "total_tokens": _int(usage.get("total_tokens")),
@@ -169,7 +226,9 @@ def _prepare(
         "vllm_version": vllm_version,
         "key_name": exchange.key_name,
         "redactions": sum(spans.values()),
-        "truncated": request_cut or assembled.truncated or exchange.response_truncated,
+        "truncated": any(
+            (omitted, request_cut, raw_cut, response_cut, exchange.response_truncated)
+        ),
         "request": clean_request,
         "response": clean_response,
     }

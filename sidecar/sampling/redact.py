@@ -10,6 +10,7 @@ replaced whole. After replacing, a post-check scans the output again; if anythin
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -49,16 +50,25 @@ class RedactionError(Exception):
     """The record could not be proven clean; it must be dropped, never written."""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""A code point UTF-8 cannot encode: aiohttp decodes an invalid header byte to one (surrogate
+escape), ``json`` leaves a lone ``\\ud800`` escape as one."""
+
+
+def scrub(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD (ASCII and valid text returned as is)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
 def token(kind: str) -> str:
     """The text that replaces a redacted span."""
     return f"[REDACTED:{kind}]"
-
-
-WINDOW = 32 * 1024
-"""Characters one regex call scans. Python's ``re`` holds the GIL for a whole call, so long
-texts are scanned in windows: between calls the proxy's event-loop thread gets to run."""
-OVERLAP = 1024
-"""Windows overlap by more than the longest bounded match (an e-mail address is at most ~700)."""
 
 
 CLEAN_CACHE_MAX_CHARS = 256
@@ -115,24 +125,15 @@ def _spans(pattern: Pattern, text: str) -> Iterable[tuple[int, int]]:
 
 
 def _regex_spans(pattern: Pattern, text: str) -> Iterable[tuple[int, int]]:
-    """:func:`_spans` without the pre-filters."""
+    """:func:`_spans` without the pre-filters: one search over the whole text, never in windows,
+    so a match of any length is found wherever it sits (no seams to hide a long token in)."""
     position = 0
     length = len(text)
+    search = pattern.regex.search
     while position <= length:
-        window_end = min(length, position + WINDOW)
-        match = pattern.regex.search(text, position, window_end)
+        match = search(text, position)
         if match is None:
-            if window_end >= length:
-                return
-            position = max(position + 1, window_end - OVERLAP)
-            continue
-        if match.end() >= window_end < length:
-            # The window may have cut the match short (or faked an end of text): redo it whole.
-            whole = pattern.regex.match(text, match.start(), length)
-            if whole is None:
-                position = match.start() + 1
-                continue
-            match = whole
+            return
         start, end = match.span(pattern.group)
         accepted: int | None = None
         if start >= 0:  # -1: the group did not take part in the match
@@ -198,9 +199,14 @@ class Redactor:
         return None
 
     def clean_text(self, text: str, counts: Counter[str] | None = None) -> str:
-        """Redact until no pattern matches; raise :class:`RedactionError` if that fails."""
+        """Redact until no pattern matches; raise :class:`RedactionError` if that fails.
+
+        Lone surrogates (a header or body that was not valid UTF-8) become U+FFFD first, so
+        every string that leaves here can be encoded: bad bytes never cost a record.
+        """
         if text in self._clean:
             return text
+        text = scrub(text)
         for _ in range(MAX_PASSES):
             text, replaced = self._redact(text, counts)
             # Nothing replaced: every pattern has just scanned this very text and found nothing,
@@ -239,7 +245,7 @@ class Redactor:
             return cleaned
         if isinstance(value, list | tuple):
             return [self.clean(item, counts) for item in value]
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**12:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**7:
             # A card or phone number sent as a JSON number still counts.
             text = str(value)
             redacted = self.clean_text(text, counts)
