@@ -155,6 +155,11 @@ class Settings:
     sample_keep_errors: bool = True
     sample_keep_length: bool = True
     sample_keep_slow_seconds: float | None = setting(default=30.0, gt=0)
+    sample_key_file: Path | None = setting(
+        default=None,
+        description="File holding the secret that keys the sample decision (give every replica "
+        "the same one); unset: generated once under spool_dir.",
+    )
     sample_keep_budget_per_minute: int = setting(
         default=60, ge=0, description="Cap on records kept by keep-rules, per minute."
     )
