@@ -17,7 +17,6 @@ process ~10 MB of its ~50 MB.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -71,10 +70,12 @@ def _check_rates(value: dict[str, float]) -> dict[str, float]:
 
 
 def _check_patterns(value: list[str]) -> list[str]:
+    from sidecar.sampling.patterns import compile_user_pattern
+
     for pattern in value:
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            compile_user_pattern(pattern)
+        except ValueError as exc:
             msg = f"pattern {pattern!r} does not compile: {exc}"
             raise ValueError(msg) from exc
     return value

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, cast
+
+import re2
 
 Validator = Callable[[str], int | None]
 """Given the matched text, return how many leading characters to redact, or None to keep it."""
@@ -21,12 +23,29 @@ Validator = Callable[[str], int | None]
 NOT_REDACTED = r"(?!\[REDACTED)"
 
 
+class Match(Protocol):
+    """What the redactor reads from a match (``re.Match`` and ``re2``'s match both have it)."""
+
+    def span(self, group: int = 0, /) -> tuple[int, int]: ...
+
+    def start(self, group: int = 0, /) -> int: ...
+
+
+class Regex(Protocol):
+    """A compiled expression of either engine: Python's ``re`` for the built-in patterns (they
+    need look-arounds and were written not to backtrack), RE2 for the user's."""
+
+    def search(self, text: str, pos: int = 0, /) -> Match | None: ...
+
+    def finditer(self, text: str, /) -> Iterator[Match]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Pattern:
     """One kind of sensitive span."""
 
     kind: str
-    regex: re.Pattern[str]
+    regex: Regex
     group: int = 0
     """The regex group to replace (0 = the whole match; e.g. only the value of ``key=value``)."""
     validate: Validator | None = None
@@ -164,8 +183,21 @@ AWS_KEY_PREFIXES = (
 )
 
 
-def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
+def _compile(pattern: str, flags: int = 0) -> Regex:
     return re.compile(pattern, flags)
+
+
+def compile_user_pattern(expression: str) -> Regex:
+    """A user's ``redact_patterns`` entry, compiled by RE2: matching takes time linear in the
+    text, so no pattern (``(a+)+$`` included) can stall the record path. RE2 has no
+    look-arounds or back-references; such a pattern raises ``ValueError`` naming the problem."""
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return cast(Regex, re2.compile(expression, options))
+    except re2.error as exc:
+        message = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(f"RE2 cannot compile it: {message}") from exc
 
 
 BUILTIN_PATTERNS: tuple[Pattern, ...] = (
@@ -311,4 +343,4 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
 
 def custom_patterns(expressions: list[str]) -> tuple[Pattern, ...]:
     """User-supplied regular expressions (already validated by the settings)."""
-    return tuple(Pattern("custom", re.compile(expression)) for expression in expressions)
+    return tuple(Pattern("custom", compile_user_pattern(expression)) for expression in expressions)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.sampling.patterns import custom_patterns, iban_ok, luhn_ok
+from sidecar.config import ConfigError, Settings
+from sidecar.sampling.patterns import BUILTIN_PATTERNS, custom_patterns, iban_ok, luhn_ok
 from sidecar.sampling.redact import RedactionError, Redactor
 
 PLANTED: dict[str, list[str]] = {
@@ -178,3 +181,45 @@ def test_planted_secrets_never_survive(pieces: list[tuple[str, str]], tail: str)
     out = Redactor().clean_text(text)
     for _pad, secret in pieces:
         assert secret not in out
+
+
+CATASTROPHIC = r"(a+)+$"
+"""Exponential in Python's backtracking ``re`` on ``"a" * 41 + "!"``: days of one core."""
+
+REDACT_IN_A_CHILD = """
+import sys, time
+from sidecar.config import Settings
+from sidecar.sampling.redact import Redactor
+redactor = Redactor.from_settings(Settings(redact_patterns=[sys.argv[1]]))
+started = time.perf_counter()
+out = redactor.clean_text("a" * 41 + "!")
+print(repr(out), time.perf_counter() - started)
+"""
+
+
+def test_a_catastrophic_user_pattern_cannot_stall_redaction() -> None:
+    """``(a+)+$`` over a 41-character prompt finishes in milliseconds (RE2 is linear)."""
+    result = subprocess.run(
+        [sys.executable, "-c", REDACT_IN_A_CHILD, CATASTROPHIC],
+        capture_output=True,
+        text=True,
+        timeout=60,  # the backtracking engine would still be running
+        check=True,
+    )
+    text, seconds = result.stdout.rsplit(" ", 1)
+    assert text == repr("a" * 41 + "!")
+    assert float(seconds) < 1.0
+
+
+def test_a_user_pattern_redacts_with_re2_semantics() -> None:
+    """User patterns match as RE2 does; character offsets hold in non-ASCII text."""
+    redactor = Redactor((*BUILTIN_PATTERNS, *custom_patterns([r"(a+)+$", r"ticket-\d{4}"])))
+    assert redactor.clean_text("é ticket-1234 then aaa") == (
+        "é [REDACTED:custom] then [REDACTED:custom]"
+    )
+
+
+def test_a_pattern_re2_cannot_run_is_refused_at_start_up() -> None:
+    """Look-arounds and back-references are not RE2: the setting names the problem."""
+    with pytest.raises(ConfigError, match=r"does not compile: RE2 cannot compile it: .*\(\?<"):
+        Settings(redact_patterns=[r"(?<=x)y"])
