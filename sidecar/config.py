@@ -195,8 +195,11 @@ class Settings:
     sample_queue_max_records: int = setting(
         default=1000, ge=1, description="Kept exchanges waiting in memory to be spooled."
     )
-    sample_queue_max_bytes: int = setting(
-        default=64 * 1024 * 1024, gt=0, description="Bytes of kept exchanges waiting in memory."
+    sample_memory_max_bytes: int = setting(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="One byte budget for everything held in memory for the sampler: response "
+        "bytes kept by requests in flight and queued exchanges.",
     )
     s3_bucket: str | None = None
     s3_prefix: str = "vllm-samples"

@@ -177,6 +177,7 @@ class ProxyHandler:
         try:
             try:
                 await out.prepare(request)
+                flight.decide(self._sampler)  # how much of the body to keep for the sampler
                 pipe = Pipe(request, flight, connection, chunked=out.chunked, meter=meter)
                 if early:
                     pipe.note(early, headers_at)

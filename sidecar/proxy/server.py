@@ -40,6 +40,9 @@ more than the relay itself."""
 class NoSampling:
     """A :class:`~sidecar.sampling.exchange.Sampler` that keeps nothing (sampling disabled)."""
 
+    memory = None
+    """Nothing is kept, so the proxy keeps no response bytes for it."""
+
     def head_decision(self, request_id: str, model: str | None) -> bool:
         """Never in the sample."""
         del request_id, model

@@ -452,6 +452,34 @@ def assemble_body(text: str) -> Assembled:
     return result
 
 
+def fold_tail(assembled: Assembled, tail: bytes | bytearray) -> None:
+    """Add the usage, finish reasons and in-band error from the last bytes of a stream the proxy
+    cut short. Their text stays out: the record keeps the start of the answer, not a splice."""
+    text = bytes(tail).decode("utf-8", errors="replace")
+    first_end = text.find("\n\n")  # the tail starts inside an event: skip to the next one
+    if first_end < 0:
+        return
+    by_index = {choice.index: choice for choice in assembled.choices}
+    for payload in sse_events(text[first_end + 2 :]):
+        if payload.strip() == "[DONE]":
+            assembled.stream_complete = True
+            continue
+        event = parse_json_body(payload)
+        if not isinstance(event, dict):
+            continue
+        assembled.error = error_of(event) or assembled.error
+        if isinstance(event.get("usage"), dict):
+            assembled.usage = event["usage"]
+        choices = event.get("choices")
+        for raw in choices if isinstance(choices, list) else ():
+            index = raw.get("index", 0) if isinstance(raw, dict) else None
+            if isinstance(index, int) and isinstance(raw.get("finish_reason"), str):
+                if index not in by_index:
+                    by_index[index] = AssembledChoice(index=index)
+                    assembled.choices.append(by_index[index])
+                by_index[index].finish_reason = raw["finish_reason"]
+
+
 def assemble(chunks: Sequence[bytes | bytearray] | bytes, *, streamed: bool) -> Assembled:
     """Assemble whatever came back; a "stream" that is really a JSON error body is handled too."""
     text = decode(chunks)

@@ -14,7 +14,8 @@ from sidecar.metrics import REGISTRY
 
 DROP_REASONS: Final = (
     "keep_budget",  # a keep-rule matched but its per-minute budget was spent
-    "queue_full",  # the in-memory hand-over queue was full (records or bytes)
+    "queue_full",  # the in-memory hand-over queue was full
+    "memory_budget",  # the sampler's byte budget (sample_memory_max_bytes) was spent
     "offer_failed",  # an unexpected error in offer(); the proxy never sees it
     "redaction_failed",  # the redactor raised or its post-check still found a pattern
     "build_failed",  # the record could not be assembled or serialised

@@ -2,6 +2,9 @@
 
 ``head_decision`` is a hash and a compare. ``offer`` checks the keep-rules and puts the exchange
 on a bounded in-memory queue (full: drop and count ``queue_full``); it never blocks or raises.
+Every byte held for the sampler, by the proxy for requests in flight and here for queued
+exchanges, is reserved from one :class:`~sidecar.sampling.budget.MemoryBudget`
+(``sample_memory_max_bytes``; spent: drop and count ``memory_budget``).
 A worker task takes exchanges off the queue and, in its own thread, assembles the answer,
 redacts, validates the record and appends it to the disk spool. The uploader task ships sealed
 spool segments to S3 (or the local directory). ``stop(grace)`` drains the queue into the spool,
@@ -26,6 +29,7 @@ import structlog
 from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.sampling import metrics
+from sidecar.sampling.budget import MemoryBudget
 from sidecar.sampling.decision import SampleDecider, SampleReason
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.framing import SpoolEntry
@@ -49,11 +53,8 @@ class _Work:
     exchange: Exchange
     reason: SampleReason
     rate: float
-    size: int
-
-
-def _exchange_size(exchange: Exchange) -> int:
-    return len(exchange.request_body) + sum(len(chunk) for chunk in exchange.response_chunks)
+    held: int
+    """Bytes of the budget this item holds (its response bytes and its request body)."""
 
 
 class SamplingPipeline:
@@ -93,6 +94,8 @@ class SamplingPipeline:
             rng=rng,
         )
         self._queue: asyncio.Queue[_Work] = asyncio.Queue(settings.sample_queue_max_records)
+        self._memory = MemoryBudget(settings.sample_memory_max_bytes)
+        self._memory.publish_limit()
         self._queued_bytes = 0
         self._queued_records = 0
         """Offered and not yet spooled (or dropped): the queue plus the batch being written."""
@@ -110,45 +113,62 @@ class SamplingPipeline:
             log.exception("sample_head_decision_failed")
             return False
 
+    @property
+    def memory(self) -> MemoryBudget:
+        """The byte budget shared with the proxy (``sample_memory_max_bytes``)."""
+        return self._memory
+
     def offer(self, exchange: Exchange, *, sampled: bool) -> None:
-        """Keep the exchange if sampled or a keep-rule matches; O(1), never blocks or raises."""
+        """Keep the exchange if sampled or a keep-rule matches; O(1), never blocks or raises.
+
+        Owns ``exchange.held_bytes`` from now on: released here unless the exchange is queued.
+        """
+        queued = False
         try:
-            self._offer(exchange, sampled=sampled)
+            queued = self._offer(exchange, sampled=sampled)
         except Exception:
             metrics.dropped("offer_failed")
             log.exception("sample_offer_failed")
+        finally:
+            if not queued:
+                self._memory.release(exchange.held_bytes)
 
-    def _offer(self, exchange: Exchange, *, sampled: bool) -> None:
-        if exchange.method != "POST":  # /v1/models, /health ...: no prompt, nothing to review
-            return
-        reason: SampleReason
-        if sampled:
-            reason = "random"
-        else:
-            rule = self._decider.keep_rule(exchange)
-            if rule is None:
-                return
-            if not self._decider.take_budget():
-                metrics.dropped("keep_budget")
-                return
-            reason = rule
+    def _offer(self, exchange: Exchange, *, sampled: bool) -> bool:
+        """Queue the exchange if it is to be kept; False if it was not (its bytes to release)."""
+        reason = self._reason(exchange, sampled=sampled)
+        if reason is None:
+            return False
         metrics.SAMPLES_TAKEN.labels(reason=reason).inc()
         if self._state in ("stopping", "stopped") and self._worker_done():
             metrics.dropped("shutdown")
-            return
-        size = _exchange_size(exchange)
-        if self._queued_bytes + size > self._settings.sample_queue_max_bytes:
+            return False
+        if self._queue.full():
             metrics.dropped("queue_full")
-            return
-        try:
-            self._queue.put_nowait(
-                _Work(exchange, reason, self._decider.rate_for(exchange.model), size)
-            )
-        except asyncio.QueueFull:
-            metrics.dropped("queue_full")
-            return
-        self._queued_bytes += size
+            return False
+        extra = len(exchange.request_body) + len(exchange.response_tail)
+        if not self._memory.reserve(extra):
+            metrics.dropped("memory_budget")
+            return False
+        held = exchange.held_bytes + extra
+        rate = self._decider.rate_for(exchange.model)
+        self._queue.put_nowait(_Work(exchange, reason, rate, held))
+        self._queued_bytes += held
         self._queued_records += 1
+        return True
+
+    def _reason(self, exchange: Exchange, *, sampled: bool) -> SampleReason | None:
+        """Why the exchange is kept (random sample, then keep-rules in budget), or None."""
+        if exchange.method != "POST":  # /v1/models, /health ...: no prompt, nothing to review
+            return None
+        if sampled:
+            return "random"
+        rule = self._decider.keep_rule(exchange)
+        if rule is None:
+            return None
+        if not self._decider.take_budget():
+            metrics.dropped("keep_budget")
+            return None
+        return rule
 
     def _worker_done(self) -> bool:
         return not self._tasks or self._tasks[0].done()
@@ -172,6 +192,7 @@ class SamplingPipeline:
             "sink": self._sink.describe(),
             "queue_records": self._queued_records,
             "queue_bytes": self._queued_bytes,
+            "memory_bytes": self._memory.used,
             "spool_bytes": size,
             "spool_records": records,
             "spool_oldest_ms": oldest_ms,
@@ -226,9 +247,10 @@ class SamplingPipeline:
 
     def _discard_queue(self) -> None:
         while not self._queue.empty():
-            self._queue.get_nowait()
+            item = self._queue.get_nowait()
             self._queue.task_done()
             metrics.dropped("shutdown")
+            self._memory.release(item.held)
         self._queued_bytes = 0
         self._queued_records = 0
 
@@ -244,7 +266,8 @@ class SamplingPipeline:
                 sealed = await loop.run_in_executor(self._spool_executor, self._spool_batch, batch)
             finally:
                 for item in batch:
-                    self._queued_bytes -= item.size
+                    self._memory.release(item.held)
+                    self._queued_bytes -= item.held
                     self._queued_records -= 1
                     self._queue.task_done()
             if sealed:

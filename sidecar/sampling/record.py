@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, Unpack
 
-from sidecar.sampling.assemble import Assembled, assemble, decode, parse_json_body
+from sidecar.sampling.assemble import Assembled, assemble, decode, fold_tail, parse_json_body
 from sidecar.sampling.decision import SampleReason
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.redact import RedactionError, Redactor
@@ -173,6 +173,8 @@ def _prepare(
     assembled = assemble(exchange.response_chunks, streamed=exchange.streamed)
     if exchange.response_truncated:
         _close_cut_response(assembled)
+        if exchange.streamed and exchange.response_tail:
+            fold_tail(assembled, exchange.response_tail)
     spans: Counter[str] = counts if counts is not None else Counter()
     try:
         # clean() post-checks every string it returns, so the tree needs no second scan. Every
