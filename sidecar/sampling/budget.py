@@ -44,6 +44,7 @@ class MemoryBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        MEMORY_LIMIT_BYTES.set(limit)
 
     def reserve(self, size: int) -> bool:
         """Take ``size`` bytes if they fit; False (and counted) if not."""
@@ -58,7 +59,3 @@ class MemoryBudget:
         """Give back ``size`` bytes reserved earlier."""
         self.used = max(0, self.used - size)
         MEMORY_BYTES.set(self.used)
-
-    def publish_limit(self) -> None:
-        """Show the limit as a metric (the pipeline's budget is the process's one)."""
-        MEMORY_LIMIT_BYTES.set(self.limit)

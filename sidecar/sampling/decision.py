@@ -21,7 +21,6 @@ from typing import Literal
 from sidecar.config import ConfigError, Settings
 from sidecar.sampling.exchange import Exchange
 
-SampleReason = Literal["random", "error", "length", "slow"]
 KeepReason = Literal["error", "length", "slow"]
 
 _TWO_TO_64 = float(1 << 64)

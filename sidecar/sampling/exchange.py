@@ -9,7 +9,7 @@ path, and only for the exchanges the sampler keeps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.sampling.budget import MemoryBudget
@@ -39,7 +39,6 @@ class Exchange:
     """Cheaply extracted by the proxy when it could (last event / body tail); None otherwise."""
     error: str | None = None
     """Proxy-side failure: ``upstream_connect``, ``upstream_timeout``, ``client_disconnect``..."""
-    extra: dict[str, str] = field(default_factory=dict)
     response_truncated: bool = False
     """The proxy kept only the start of the response (``sample_max_response_bytes`` for a
     sampled request, :data:`CANDIDATE_HEAD_BYTES` for others, less when the budget ran out)."""

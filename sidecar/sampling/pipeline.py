@@ -30,12 +30,13 @@ from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.sampling import metrics
 from sidecar.sampling.budget import MemoryBudget
-from sidecar.sampling.decision import SampleDecider, SampleReason
+from sidecar.sampling.decision import SampleDecider
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.framing import SpoolEntry
 from sidecar.sampling.layout import slug
 from sidecar.sampling.record import build_payload
 from sidecar.sampling.redact import RedactionError, Redactor
+from sidecar.sampling.schema import SampleReason
 from sidecar.sampling.sinks import sink_from_settings
 from sidecar.sampling.spool import Appended, Spool
 from sidecar.sampling.uploader import Backoff, Uploader
@@ -95,8 +96,6 @@ class SamplingPipeline:
         )
         self._queue: asyncio.Queue[_Work] = asyncio.Queue(settings.sample_queue_max_records)
         self._memory = MemoryBudget(settings.sample_memory_max_bytes)
-        self._memory.publish_limit()
-        self._queued_bytes = 0
         self._queued_records = 0
         """Offered and not yet spooled (or dropped): the queue plus the batch being written."""
         self._upstream_version: str | None = None
@@ -152,7 +151,6 @@ class SamplingPipeline:
         held = exchange.held_bytes + extra
         rate = self._decider.rate_for(exchange.model)
         self._queue.put_nowait(_Work(exchange, reason, rate, held))
-        self._queued_bytes += held
         self._queued_records += 1
         return True
 
@@ -191,7 +189,6 @@ class SamplingPipeline:
             "state": self._state,
             "sink": self._sink.describe(),
             "queue_records": self._queued_records,
-            "queue_bytes": self._queued_bytes,
             "memory_bytes": self._memory.used,
             "spool_bytes": size,
             "spool_records": records,
@@ -251,7 +248,6 @@ class SamplingPipeline:
             self._queue.task_done()
             metrics.dropped("shutdown")
             self._memory.release(item.held)
-        self._queued_bytes = 0
         self._queued_records = 0
 
     # --- the worker -----------------------------------------------------------------------------
@@ -267,7 +263,6 @@ class SamplingPipeline:
             finally:
                 for item in batch:
                     self._memory.release(item.held)
-                    self._queued_bytes -= item.held
                     self._queued_records -= 1
                     self._queue.task_done()
             if sealed:

@@ -18,29 +18,12 @@ from typing import Any
 from sidecar.config import Settings
 from sidecar.sampling.patterns import BUILTIN_PATTERNS, Pattern, custom_patterns
 
-CREDENTIAL_KEYS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "api_key",
-        "apikey",
-        "api-key",
-        "x-api-key",
-        "password",
-        "passwd",
-        "secret",
-        "client_secret",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "session_token",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "private_key",
-        "cookie",
-        "set-cookie",
-    }
-)
+CREDENTIAL_KEYS = frozenset((
+    "authorization", "proxy-authorization", "api_key", "apikey", "api-key", "x-api-key",
+    "password", "passwd", "secret", "client_secret", "access_token", "refresh_token", "id_token",
+    "session_token", "aws_secret_access_key", "aws_session_token", "private_key", "cookie",
+    "set-cookie",
+))  # fmt: skip
 """JSON keys (case-insensitive) whose values are dropped whatever they look like."""
 
 MAX_PASSES = 2
@@ -117,16 +100,9 @@ def _contains_any(haystack: str, needles: tuple[str, ...]) -> bool:
     return any(map(haystack.__contains__, needles))
 
 
-def _spans(pattern: Pattern, text: str) -> Iterable[tuple[int, int]]:
-    """Accepted (start, end) spans of one pattern, left to right, non-overlapping."""
-    if not _may_match(pattern, _Text(text)):
-        return
-    yield from _regex_spans(pattern, text)
-
-
 def _regex_spans(pattern: Pattern, text: str) -> Iterable[tuple[int, int]]:
-    """:func:`_spans` without the pre-filters: one search over the whole text, never in windows,
-    so a match of any length is found wherever it sits (no seams to hide a long token in)."""
+    """Accepted (start, end) spans of one pattern, left to right, non-overlapping: one search over
+    the whole text, never in windows, so no seam can hide a long token."""
     if pattern.validate is None and pattern.group == 0:
         # Every match is accepted whole: one pass (RE2 encodes the text once per call).
         for found in pattern.regex.finditer(text):
@@ -161,19 +137,14 @@ class Redactor:
         self._patterns = tuple(patterns)
         self._clean: set[str] = set()
         """Short strings proven clean: most keys and small values repeat in every record."""
-        self._all_clean: dict[tuple[str, ...], bool] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Redactor:
         """The built-in patterns plus the user's ``redact_patterns``."""
         return cls((*BUILTIN_PATTERNS, *custom_patterns(settings.redact_patterns)))
 
-    def redact_text(self, text: str, counts: Counter[str] | None = None) -> str:
-        """One pass of every pattern over ``text``; ``counts`` collects replacements by kind."""
-        return self._redact(text, counts)[0]
-
     def _redact(self, text: str, counts: Counter[str] | None) -> tuple[str, bool]:
-        """:meth:`redact_text`, and whether anything was replaced."""
+        """One pass of every pattern over ``text``, and whether anything was replaced."""
         view = _Text(text)
         replaced = False
         for pattern in self._patterns:
@@ -235,7 +206,7 @@ class Redactor:
 
         Every string in the result has passed :meth:`clean_text`'s post-check, and the token
         that replaces a credential-named key's value is checked too (a user pattern could match
-        it), so the result needs no further :meth:`check`.
+        it), so the result needs no further check.
         """
         if isinstance(value, str):
             return self.clean_text(value, counts)
@@ -265,24 +236,3 @@ class Redactor:
             raise RedactionError(f"pattern {kind!r} still matches after redaction")
         self._remember_clean(text)
         return text
-
-    def all_clean(self, texts: tuple[str, ...]) -> bool:
-        """Whether no pattern matches any of ``texts`` (remembered per tuple: for fixed keys)."""
-        known = self._all_clean.get(texts)
-        if known is None:
-            known = self._all_clean[texts] = all(self.find(text) is None for text in texts)
-        return known
-
-    def check(self, value: Any) -> None:
-        """Raise :class:`RedactionError` if any string in the tree still matches a pattern."""
-        if isinstance(value, str):
-            kind = self.find(value)
-            if kind is not None:
-                raise RedactionError(f"pattern {kind!r} still matches after redaction")
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                self.check(str(key))
-                self.check(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                self.check(item)

@@ -20,7 +20,7 @@ class RecordingSampler:
         self.decisions: list[tuple[str, str | None]] = []
         self.offers: list[tuple[Exchange, bool]] = []
         self.offered = threading.Event()
-        self.memory = MemoryBudget(1 << 40)
+        self.memory = MemoryBudget(64 << 20)
         """Never released: a test keeps every offered exchange."""
 
     def head_decision(self, request_id: str, model: str | None) -> bool:
