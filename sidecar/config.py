@@ -195,6 +195,12 @@ class Settings:
     sample_queue_max_records: int = setting(
         default=1000, ge=1, description="Kept exchanges waiting in memory to be spooled."
     )
+    sample_build_timeout_seconds: float = setting(
+        default=30.0,
+        gt=0,
+        description="Longest the record-building child may take over one batch before it is "
+        "replaced (the batch is dropped and counted).",
+    )
     sample_memory_max_bytes: int = setting(
         default=64 * 1024 * 1024,
         ge=0,

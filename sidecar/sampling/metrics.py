@@ -19,6 +19,7 @@ DROP_REASONS: Final = (
     "offer_failed",  # an unexpected error in offer(); the proxy never sees it
     "redaction_failed",  # the redactor raised or its post-check still found a pattern
     "build_failed",  # the record could not be assembled or serialised
+    "builder_failed",  # the record-building child died or got stuck over the batch
     "too_large",  # one record is larger than the whole spool
     "spool_full",  # the spool cap was reached (by the configured when_full policy)
     "spool_write_failed",  # disk full / I/O error while appending
@@ -47,6 +48,12 @@ REDACTIONS = Counter(
     "vllm_sidecar_redactions_total",
     "Spans replaced by the redactor, by pattern kind.",
     ["kind"],
+    registry=REGISTRY,
+)
+BUILDER_RESTARTS = Counter(
+    "vllm_sidecar_sample_builder_restarts_total",
+    "Record-building child processes replaced, by why (died, timeout).",
+    ["why"],
     registry=REGISTRY,
 )
 SPOOL_BYTES = Gauge(

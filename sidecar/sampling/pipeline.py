@@ -5,8 +5,9 @@ on a bounded in-memory queue (full: drop and count ``queue_full``); it never blo
 Every byte held for the sampler, by the proxy for requests in flight and here for queued
 exchanges, is reserved from one :class:`~sidecar.sampling.budget.MemoryBudget`
 (``sample_memory_max_bytes``; spent: drop and count ``memory_budget``).
-A worker task takes exchanges off the queue and, in its own thread, assembles the answer,
-redacts, validates the record and appends it to the disk spool. The uploader task ships sealed
+A worker task takes batches off the queue; in its own thread it has a supervised child process
+(:mod:`~sidecar.sampling.builder`) assemble, redact and encode them, off the proxy's GIL, and
+appends the records to the disk spool. The uploader task ships sealed
 spool segments to S3 (or the local directory). ``stop(grace)`` drains the queue into the spool,
 uploads what it can before the grace runs out and leaves the rest in the spool for the next
 start, which replays it.
@@ -18,7 +19,6 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,12 +30,12 @@ from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.sampling import metrics
 from sidecar.sampling.budget import MemoryBudget
+from sidecar.sampling.builder import Built, Job, RecordBuilder
 from sidecar.sampling.decision import SampleDecider
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.framing import SpoolEntry
 from sidecar.sampling.layout import slug
-from sidecar.sampling.record import build_payload
-from sidecar.sampling.redact import RedactionError, Redactor
+from sidecar.sampling.redact import Redactor
 from sidecar.sampling.schema import SampleReason
 from sidecar.sampling.sinks import sink_from_settings
 from sidecar.sampling.spool import Appended, Spool
@@ -71,7 +71,13 @@ class SamplingPipeline:
     ) -> None:
         self._settings = settings
         self._decider = SampleDecider.from_settings(settings, clock or time.monotonic)
-        self._redactor = redactor or Redactor.from_settings(settings)
+        self._builder = RecordBuilder(
+            redactor or Redactor.from_settings(settings),
+            deployment=settings.deployment,
+            pod=settings.pod_name,
+            version=__version__,
+            timeout=settings.sample_build_timeout_seconds,
+        )
         self._sink, prefix = sink_from_settings(settings)
         self._spool = Spool(
             settings.spool_dir,
@@ -207,6 +213,7 @@ class SamplingPipeline:
             raise RuntimeError(f"cannot start a pipeline that is {self._state}")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._spool_executor, self._spool.open)
+        await loop.run_in_executor(self._spool_executor, self._builder.start)
         self._tasks = [
             asyncio.create_task(self._work(), name="sampling-worker"),
             asyncio.create_task(self._uploader.run(), name="sampling-uploader"),
@@ -236,6 +243,7 @@ class SamplingPipeline:
         uploader.cancel()
         await asyncio.gather(uploader, return_exceptions=True)
         await loop.run_in_executor(self._spool_executor, self._spool.close)
+        await loop.run_in_executor(self._spool_executor, self._builder.stop)
         self._spool_executor.shutdown(wait=False)
         self._upload_executor.shutdown(wait=False, cancel_futures=True)
         _size, left, _oldest = self._spool.stats()
@@ -269,51 +277,35 @@ class SamplingPipeline:
                 self._uploader.wake()
 
     def _spool_batch(self, batch: Sequence[_Work]) -> bool:
-        """Runs in the spool thread: build, redact and append each record. True if one sealed."""
+        """Runs in the spool thread: have the child build the records, append them. True if a
+        segment sealed."""
+        jobs = [
+            Job(item.exchange, item.reason, item.rate, self._upstream_version) for item in batch
+        ]
+        results = self._builder.build(jobs)
+        if results is None:
+            metrics.dropped("builder_failed", len(batch))
+            return False
         sealed = False
-        for item in batch:
+        for item, result in zip(batch, results, strict=True):
+            request_id = item.exchange.request_id
+            if not isinstance(result, Built):
+                metrics.dropped(result.reason)
+                log.warning("sample_dropped", request_id=request_id, why=result.detail)
+                continue
+            for kind, count in result.redactions.items():
+                metrics.REDACTIONS.labels(kind=kind).inc(count)
+            entry = SpoolEntry(
+                int(item.exchange.started_at * 1000), slug(result.model_name), result.payload
+            )
             try:
-                sealed |= self._spool_one(item) is Appended.SEALED
-            except Exception:  # keep the worker alive whatever one record does
-                metrics.dropped("build_failed")
-                log.exception("sample_spool_failed")
+                sealed |= self._spool.append(entry) is Appended.SEALED
+            except Exception:  # append() counts I/O errors itself; this is for the unexpected
+                metrics.dropped("spool_write_failed")
+                log.exception("spool_append_failed", request_id=request_id)
         return sealed
 
-    def _spool_one(self, item: _Work) -> Appended:
-        counts: Counter[str] = Counter()
-        try:
-            model_name, payload = build_payload(
-                item.exchange,
-                reason=item.reason,
-                rate=item.rate,
-                redactor=self._redactor,
-                deployment=self._settings.deployment,
-                pod=self._settings.pod_name,
-                sidecar_version=__version__,
-                vllm_version=self._upstream_version,
-                counts=counts,
-            )
-        except RedactionError as exc:
-            metrics.dropped("redaction_failed")
-            log.warning(
-                "sample_redaction_failed", request_id=item.exchange.request_id, why=str(exc)
-            )
-            return Appended.DROPPED
-        except Exception as exc:
-            metrics.dropped("build_failed")
-            # The type only: a validation error's text could quote the content.
-            log.warning(
-                "sample_build_failed",
-                request_id=item.exchange.request_id,
-                error=type(exc).__name__,
-            )
-            return Appended.DROPPED
-        for kind, count in counts.items():
-            metrics.REDACTIONS.labels(kind=kind).inc(count)
-        entry = SpoolEntry(int(item.exchange.started_at * 1000), slug(model_name), payload)
-        try:
-            return self._spool.append(entry)
-        except Exception:  # append() counts I/O errors itself; this is for the unexpected
-            metrics.dropped("spool_write_failed")
-            log.exception("spool_append_failed", request_id=item.exchange.request_id)
-            return Appended.DROPPED
+    @property
+    def builder_pid(self) -> int | None:
+        """The record-building child's process id, while it runs."""
+        return self._builder.pid
