@@ -226,25 +226,17 @@ def fold_tail(assembled: Assembled, tail: bytes | bytearray) -> None:
     first_end = text.find("\n\n")  # the tail starts inside an event: skip to the next one
     if first_end < 0:
         return
+    end = assemble_stream(text[first_end + 2 :])
+    assembled.usage = end.usage or assembled.usage
+    assembled.error = end.error or assembled.error
+    assembled.stream_complete = end.stream_complete
     by_index = {choice.index: choice for choice in assembled.choices}
-    for payload in sse_events(text[first_end + 2 :]):
-        if payload.strip() == "[DONE]":
-            assembled.stream_complete = True
-            continue
-        event = parse_json_body(payload)
-        if not isinstance(event, dict):
-            continue
-        assembled.error = error_of(event) or assembled.error
-        if isinstance(event.get("usage"), dict):
-            assembled.usage = event["usage"]
-        choices = event.get("choices")
-        for raw in choices if isinstance(choices, list) else ():
-            index = raw.get("index", 0) if isinstance(raw, dict) else None
-            if isinstance(index, int) and isinstance(raw.get("finish_reason"), str):
-                if index not in by_index:
-                    by_index[index] = AssembledChoice(index=index)
-                    assembled.choices.append(by_index[index])
-                by_index[index].finish_reason = raw["finish_reason"]
+    for choice in end.choices:
+        if choice.finish_reason is not None:
+            if choice.index not in by_index:
+                by_index[choice.index] = AssembledChoice(index=choice.index)
+                assembled.choices.append(by_index[choice.index])
+            by_index[choice.index].finish_reason = choice.finish_reason
 
 
 def assemble(chunks: Sequence[bytes | bytearray] | bytes, *, streamed: bool) -> Assembled:

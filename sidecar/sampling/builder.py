@@ -1,11 +1,8 @@
-"""Record building in a child process: assembly, redaction and encoding off the proxy's GIL.
-
-The pipeline's spool thread sends a batch of raw exchanges to one supervised child over a pipe
-and waits for the encoded records (the event loop never waits: the bounded queue in front of it
-drops and counts when the child falls behind). The child redacts before anything touches disk.
-A child that dies, or takes longer than ``timeout`` over a batch, is killed and started afresh;
-that batch is dropped and counted (``builder_failed``). The child ignores SIGINT and SIGTERM: the
-parent drains through it during shutdown, then stops it.
+"""Record building in a supervised child process: assembly, redaction and encoding off the
+proxy's GIL, redacted before anything touches disk. The spool thread sends it batches of raw
+exchanges over a pipe and waits (the event loop never does). A child that dies or takes longer
+than ``timeout`` over a batch is replaced, the batch dropped and counted (``builder_failed``).
+It ignores SIGINT/SIGTERM: the parent drains through it on shutdown, then stops it.
 """
 
 from __future__ import annotations
@@ -29,19 +26,19 @@ from sidecar.sampling.schema import SampleReason
 
 log = structlog.get_logger(__name__)
 
-BATCH_TIMEOUT_SECONDS = 30.0
-"""Longest a batch may take before the child is taken for stuck and replaced."""
 STOP_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One exchange to turn into a record, with what the record needs from the pipeline."""
+    """One queued exchange to turn into a record, with what the record needs from the pipeline
+    and the bytes of the memory budget it holds until then."""
 
     exchange: Exchange
     reason: SampleReason
     rate: float
     vllm_version: str | None
+    held: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +84,7 @@ def _serve(conn: Connection, redactor: Redactor, deployment: str, pod: str, vers
     """The child's loop: a batch of jobs in, their results out, until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    conn.send("ready")  # imports done: the first batch does not pay for them
     while True:
         try:
             jobs: list[Job] | None = conn.recv()
@@ -107,7 +105,7 @@ class RecordBuilder:
         deployment: str,
         pod: str,
         version: str,
-        timeout: float = BATCH_TIMEOUT_SECONDS,
+        timeout: float,
     ) -> None:
         self._args = (redactor, deployment, pod, version)
         self._timeout = timeout
@@ -121,7 +119,7 @@ class RecordBuilder:
         return None if self._process is None else self._process.pid
 
     def start(self) -> None:
-        """Start the child (blocks for its start-up, ~0.5 s)."""
+        """Start the child and wait (up to the batch timeout) until it is ready."""
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_serve, args=(child, *self._args), name="sampling-builder", daemon=True
@@ -129,6 +127,9 @@ class RecordBuilder:
         process.start()
         child.close()
         self._process, self._conn = process, parent
+        with contextlib.suppress(EOFError, OSError):
+            if parent.poll(self._timeout):
+                parent.recv()
 
     def build(self, jobs: Sequence[Job]) -> list[Built | Dropped] | None:
         """The results of ``jobs`` in order, or None when the child failed them (it is replaced)."""
@@ -151,19 +152,16 @@ class RecordBuilder:
 
     def stop(self) -> None:
         """Ask the child to finish, kill it if it does not within a moment."""
-        if self._conn is not None:
+        if self._conn is not None and self._process is not None:
             with contextlib.suppress(OSError):
                 self._conn.send(None)
-            if self._process is not None:
-                self._process.join(STOP_SECONDS)
+            self._process.join(STOP_SECONDS)
         self._kill()
 
     def _kill(self) -> None:
-        process, conn = self._process, self._conn
+        if self._process is not None:
+            self._process.kill()  # a no-op once it has exited
+            self._process.join()
+        if self._conn is not None:
+            self._conn.close()
         self._process = self._conn = None
-        if process is not None and process.is_alive():
-            process.kill()
-        if process is not None:
-            process.join()
-        if conn is not None:
-            conn.close()

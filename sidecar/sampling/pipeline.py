@@ -21,7 +21,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
@@ -47,15 +46,6 @@ WORKER_BATCH = 64
 """Exchanges spooled per hop to the worker thread."""
 
 State = Literal["new", "running", "stopping", "stopped"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Work:
-    exchange: Exchange
-    reason: SampleReason
-    rate: float
-    held: int
-    """Bytes of the budget this item holds (its response bytes and its request body)."""
 
 
 class SamplingPipeline:
@@ -100,7 +90,7 @@ class SamplingPipeline:
             tick_seconds=min(1.0, settings.upload_batch_max_seconds / 4),
             rng=rng,
         )
-        self._queue: asyncio.Queue[_Work] = asyncio.Queue(settings.sample_queue_max_records)
+        self._queue: asyncio.Queue[Job] = asyncio.Queue(settings.sample_queue_max_records)
         self._memory = MemoryBudget(settings.sample_memory_max_bytes)
         self._queued_records = 0
         """Offered and not yet spooled (or dropped): the queue plus the batch being written."""
@@ -156,7 +146,7 @@ class SamplingPipeline:
             return False
         held = exchange.held_bytes + extra
         rate = self._decider.rate_for(exchange.model)
-        self._queue.put_nowait(_Work(exchange, reason, rate, held))
+        self._queue.put_nowait(Job(exchange, reason, rate, self._upstream_version, held))
         self._queued_records += 1
         return True
 
@@ -276,13 +266,10 @@ class SamplingPipeline:
             if sealed:
                 self._uploader.wake()
 
-    def _spool_batch(self, batch: Sequence[_Work]) -> bool:
+    def _spool_batch(self, batch: Sequence[Job]) -> bool:
         """Runs in the spool thread: have the child build the records, append them. True if a
         segment sealed."""
-        jobs = [
-            Job(item.exchange, item.reason, item.rate, self._upstream_version) for item in batch
-        ]
-        results = self._builder.build(jobs)
+        results = self._builder.build(batch)
         if results is None:
             metrics.dropped("builder_failed", len(batch))
             return False

@@ -53,11 +53,9 @@ def _omit_data_urls(value: Any, omitted: list[str]) -> Any:
 
 def drop_partial_token(text: str) -> str:
     """``text`` without its last word when that may be the first half of a secret."""
-    stop = max(0, len(text) - PARTIAL_TOKEN_CHARS)
-    for index in range(len(text) - 1, stop - 1, -1):
-        if text[index].isspace():
-            return text[: index + 1]
-    return text[:stop]
+    tail = text[-PARTIAL_TOKEN_CHARS:]
+    last_space = max(tail.rfind(space) for space in " \n\t\r")  # -1: the whole tail goes
+    return text[: len(text) - len(tail) + last_space + 1]
 
 
 def request_tree(body: bytes) -> tuple[dict[str, Any], bool]:
@@ -65,13 +63,10 @@ def request_tree(body: bytes) -> tuple[dict[str, Any], bool]:
     inline data was left out."""
     text = decode(body)
     parsed = parse_json_body(text)
-    tree: dict[str, Any]
-    if isinstance(parsed, dict):
-        tree = parsed
-    elif parsed is not None:
-        tree = {"body": parsed}
+    if parsed is None:
+        tree: dict[str, Any] = {"raw": text}
     else:
-        tree = {"raw": text}
+        tree = parsed if isinstance(parsed, dict) else {"body": parsed}
     omitted: list[str] = []
     result: dict[str, Any] = _omit_data_urls(tree, omitted)
     return result, bool(omitted)

@@ -54,52 +54,6 @@ def token(kind: str) -> str:
     return f"[REDACTED:{kind}]"
 
 
-CLEAN_CACHE_MAX_CHARS = 256
-"""Strings up to this long that were proven clean are remembered (JSON keys, roles, ids ...)."""
-CLEAN_CACHE_SIZE = 8192
-
-
-class _Text:
-    """A text with what the patterns' pre-filters look at, each computed at most once."""
-
-    __slots__ = ("_found", "_found_lower", "_lower", "ascii", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.ascii = text.isascii()
-        self._lower: str | None = None
-        self._found: dict[tuple[str, ...], bool] = {}
-        self._found_lower: dict[tuple[str, ...], bool] = {}
-
-    @property
-    def lower(self) -> str:
-        if self._lower is None:
-            self._lower = self.text.lower()
-        return self._lower
-
-
-def _may_match(pattern: Pattern, text: _Text) -> bool:
-    """False when the pattern's pre-filters prove it cannot match (then its regex is skipped)."""
-    if pattern.hint is not None and pattern.hint not in text.text:
-        return False
-    if not pattern.needs:
-        return True
-    if pattern.needs_in != "text" and not text.ascii:
-        return True
-    if pattern.needs_in == "ascii_lower":
-        haystack, memo = text.lower, text._found_lower
-    else:
-        haystack, memo = text.text, text._found
-    found = memo.get(pattern.needs)  # several patterns need a digit: look once per text
-    if found is None:
-        found = memo[pattern.needs] = _contains_any(haystack, pattern.needs)
-    return found
-
-
-def _contains_any(haystack: str, needles: tuple[str, ...]) -> bool:
-    return any(map(haystack.__contains__, needles))
-
-
 def _regex_spans(pattern: Pattern, text: str) -> Iterable[tuple[int, int]]:
     """Accepted (start, end) spans of one pattern, left to right, non-overlapping: one search over
     the whole text, never in windows, so no seam can hide a long token."""
@@ -135,8 +89,6 @@ class Redactor:
 
     def __init__(self, patterns: Sequence[Pattern] = BUILTIN_PATTERNS) -> None:
         self._patterns = tuple(patterns)
-        self._clean: set[str] = set()
-        """Short strings proven clean: most keys and small values repeat in every record."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Redactor:
@@ -145,10 +97,9 @@ class Redactor:
 
     def _redact(self, text: str, counts: Counter[str] | None) -> tuple[str, bool]:
         """One pass of every pattern over ``text``, and whether anything was replaced."""
-        view = _Text(text)
         replaced = False
         for pattern in self._patterns:
-            if not _may_match(pattern, view):
+            if pattern.hint is not None and pattern.hint not in text:
                 continue
             pieces: list[str] = []
             cursor = 0
@@ -161,17 +112,13 @@ class Redactor:
             if pieces:
                 pieces.append(text[cursor:])
                 text = "".join(pieces)
-                view = _Text(text)
                 replaced = True
         return text, replaced
 
     def find(self, text: str) -> str | None:
         """The kind of the first pattern that still matches ``text``, if any."""
-        if text in self._clean:
-            return None
-        view = _Text(text)
         for pattern in self._patterns:
-            if _may_match(pattern, view):
+            if pattern.hint is None or pattern.hint in text:
                 for _span in _regex_spans(pattern, text):
                     return pattern.kind
         return None
@@ -182,8 +129,6 @@ class Redactor:
         Lone surrogates (a header or body that was not valid UTF-8) become U+FFFD first, so
         every string that leaves here can be encoded: bad bytes never cost a record.
         """
-        if text in self._clean:
-            return text
         text = scrub(text)
         for _ in range(MAX_PASSES):
             text, replaced = self._redact(text, counts)
@@ -191,15 +136,8 @@ class Redactor:
             # so the post-check would find nothing either.
             kind = self.find(text) if replaced else None
             if kind is None:
-                self._remember_clean(text)
                 return text
         raise RedactionError(f"pattern {kind!r} still matches after redaction")
-
-    def _remember_clean(self, text: str) -> None:
-        if len(text) <= CLEAN_CACHE_MAX_CHARS:
-            if len(self._clean) >= CLEAN_CACHE_SIZE:
-                self._clean.clear()
-            self._clean.add(text)
 
     def clean(self, value: Any, counts: Counter[str] | None = None) -> Any:
         """Redact a JSON-like tree (dicts, lists, strings, numbers); returns a new tree.
@@ -234,5 +172,4 @@ class Redactor:
         kind = self.find(text)
         if kind is not None:
             raise RedactionError(f"pattern {kind!r} still matches after redaction")
-        self._remember_clean(text)
         return text

@@ -1,12 +1,9 @@
-"""The sample record, schema v1: its one declaration, its encoder and its JSON Schema.
+"""The sample record, schema v1: its one declaration (msgspec), encoder and JSON Schema.
 
-msgspec ``Struct`` types (chosen on measurements, see ``docs/sample-record.md``: validating and
-encoding a typical record takes ~22 µs with msgspec, ~88 µs with pydantic, ~99 µs with a
-TypedDict and the standard ``json`` module, which also checks nothing). The committed JSON
-Schema (``docs/sample-record-v1.schema.json``) is generated from these types
-(``python -m sidecar.sampling.schema``) and a test fails when they drift apart. Every field is
-described in ``docs/sample-record.md``. Readers (``vllm-sidecar samples``, Athena, DuckDB) see
-plain JSON lines; a change that is not backward compatible needs a new ``schema_version``.
+msgspec was chosen on measurements (``docs/sample-record.md``). The committed JSON Schema
+(``docs/sample-record-v1.schema.json``) is generated from these types
+(``python -m sidecar.sampling.schema``) and drift-tested; ``docs/sample-record.md`` describes
+every field. A change that is not backward compatible needs a new ``schema_version``.
 """
 
 from __future__ import annotations
