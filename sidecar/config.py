@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -81,10 +80,12 @@ def _check_rates(value: dict[str, float]) -> dict[str, float]:
 
 
 def _check_patterns(value: list[str]) -> list[str]:
+    from sidecar.sampling.patterns import compile_user_pattern
+
     for pattern in value:
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            compile_user_pattern(pattern)
+        except ValueError as exc:
             msg = f"pattern {pattern!r} does not compile: {exc}"
             raise ValueError(msg) from exc
     return value
@@ -244,6 +245,11 @@ class Settings:
     sample_keep_slow_seconds: float | None = setting(
         default=30.0, gt=0, description="Also keep requests slower than this."
     )
+    sample_key_file: Path | None = setting(
+        default=None,
+        description="File holding the secret that keys the sample decision (give every replica "
+        "the same one); unset: generated once under spool_dir.",
+    )
     sample_keep_budget_per_minute: int = setting(
         default=60, ge=0, description="Cap on records kept by keep-rules, per minute."
     )
@@ -286,8 +292,17 @@ class Settings:
     sample_queue_max_records: int = setting(
         default=1000, ge=1, description="Kept exchanges waiting in memory to be spooled."
     )
-    sample_queue_max_bytes: int = setting(
-        default=64 * 1024 * 1024, gt=0, description="Bytes of kept exchanges waiting in memory."
+    sample_build_timeout_seconds: float = setting(
+        default=30.0,
+        gt=0,
+        description="Longest the record-building child may take over one batch before it is "
+        "replaced (the batch is dropped and counted).",
+    )
+    sample_memory_max_bytes: int = setting(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="One byte budget for everything held in memory for the sampler: response "
+        "bytes kept by requests in flight and queued exchanges.",
     )
     s3_bucket: str | None = setting(
         default=None, description="Bucket for samples; without one they go to samples_dir."

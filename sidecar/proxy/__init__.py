@@ -9,11 +9,11 @@ sampler that keeps nothing). Run standalone with ``python -m sidecar.proxy`` (se
 from sidecar.proxy.server import (
     PROXY_HANDLER,
     RUNNER_OPTIONS,
-    NoSampling,
     ProxyServer,
     build_proxy_app,
     make_upstream_pool,
 )
+from sidecar.sampling.exchange import NoSampling
 
 __all__ = [
     "PROXY_HANDLER",

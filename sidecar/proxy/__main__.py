@@ -18,7 +18,8 @@ import structlog
 from sidecar import logs
 from sidecar.config import ConfigError, Settings, load
 from sidecar.masking import mask_url
-from sidecar.proxy.server import NoSampling, ProxyServer
+from sidecar.proxy.server import ProxyServer
+from sidecar.sampling.exchange import NoSampling
 
 
 async def serve(settings: Settings) -> None:

@@ -1,11 +1,16 @@
 """One request in flight: what the proxy noted while relaying it, and what happens at its end.
 
-:meth:`Flight.finish` runs once per request after the last byte went out (or the request
-failed): it reads the request's model, asks the sampler for its head decision (neither is
-needed before then, so neither delays the first byte), observes the histograms, builds the
-:class:`~sidecar.sampling.exchange.Exchange` from what the relay kept (one copy of the
-body buffer) and offers it to the sampler. It never raises, because it runs in the handler's
-``finally`` and must not mask a cancellation.
+:meth:`Flight.decide` runs when vLLM's response starts (after its status line, before its
+first body byte is relayed; at the end for requests that never got one): it reads the request's
+model and asks the sampler for its head decision, which sets how much of the response is kept.
+A sampled request keeps up to ``sample_max_response_bytes``, any other only
+:data:`~sidecar.sampling.exchange.CANDIDATE_HEAD_BYTES` (in case a keep-rule wants it), and
+every byte kept is reserved from the sampler's :class:`~sidecar.sampling.budget.MemoryBudget`;
+past either limit only a rolling tail is kept. :meth:`Flight.finish` runs once per request after
+the last byte went out (or the request failed): it observes the histograms, builds the
+:class:`~sidecar.sampling.exchange.Exchange` from what the relay kept (no copy of the body
+buffer) and offers it to the sampler, handing over the reservation. It never raises, because it
+runs in the handler's ``finally`` and must not mask a cancellation.
 
 Timing points (``time.perf_counter()``): ``t0`` when the handler starts (request line and
 headers parsed), ``end`` after the last byte was written. ``overhead`` sums the proxy's own
@@ -31,8 +36,11 @@ from sidecar.proxy.observe import (
     tail_of,
 )
 from sidecar.proxy.upstream import UpstreamResponse
-from sidecar.sampling.exchange import Exchange, Sampler
+from sidecar.sampling.budget import RESERVE_STEP, MemoryBudget
+from sidecar.sampling.exchange import CANDIDATE_HEAD_BYTES, Exchange, Sampler
 
+EXCHANGE_TAIL_BYTES = 16 * 1024
+"""The end of a cut response handed to the sampler: its usage, finish reasons and errors."""
 CLIENT_CLOSED = 499
 """Status label (nginx's convention) for requests whose client went away first."""
 _GONE = frozenset({"client_disconnect", "shutdown"})
@@ -47,11 +55,14 @@ class Flight:
         "body",
         "body_limit",
         "complete",
+        "decided",
         "encoded",
         "end",
         "endpoint",
         "error",
+        "held",
         "key_name",
+        "memory",
         "meter",
         "method",
         "model",
@@ -61,6 +72,7 @@ class Flight:
         "request_id",
         "response_truncated",
         "sampled",
+        "sampler",
         "shape",
         "started_at",
         "status",
@@ -87,9 +99,16 @@ class Flight:
         self.body = bytearray()
         """The response body as relayed, in one growing buffer: thousands of small ``bytes``
         per stream would scatter over the allocator's arenas and keep the peak RSS. Handed to
-        the sampler as it is (no copy); only its first ``body_limit`` bytes are kept."""
+        the sampler as it is (no copy); only its first ``body_limit`` bytes are kept, and only
+        as far as ``held`` bytes were reserved."""
         self.body_limit = DEFAULT_BODY_LIMIT
-        """Response bytes kept for the sampler (``sample_max_response_bytes``)."""
+        """Response bytes kept for the sampler: ``sample_max_response_bytes``, lowered to
+        :data:`CANDIDATE_HEAD_BYTES` by :meth:`decide` for a request not in the sample."""
+        self.sampler: Sampler | None = None
+        self.memory: MemoryBudget | None = None
+        self.held = 0
+        """Bytes reserved from ``memory`` for ``body``; the body never grows past them."""
+        self.decided = False
         self.tail = bytearray()
         """Past ``body_limit``: the last bytes (at least :data:`TAIL_WINDOW`), for usage and
         finish_reason, which vLLM sends last."""
@@ -101,6 +120,52 @@ class Flight:
         self.end: float | None = None
         self.complete = False
         self.error: str | None = None
+
+    def decide(self, sampler: Sampler) -> None:
+        """Read the model, take the head decision and set what the response may keep (once)."""
+        if self.decided:
+            return
+        self.decided = True
+        self.sampler = sampler
+        self.model = model_of(self.request_body)
+        self.sampled = self.head_decision(sampler)
+        if not self.sampled:
+            self.body_limit = min(self.body_limit, CANDIDATE_HEAD_BYTES)
+        try:
+            self.memory = sampler.memory
+        except Exception:  # the sampler must never fail a request: keep nothing then
+            metrics.SAMPLER_ERRORS.labels(call="head_decision").inc()
+            self.body_limit = 0
+
+    def keep(self, piece: bytes) -> None:
+        """Append ``piece`` to the body as far as it may grow, reserving as it goes; the rest
+        goes to the tail.
+
+        The body never passes ``body_limit``: the piece that crosses it ends the body with its
+        start, and goes to the tail whole. When the budget refuses, the body ends there for good
+        (it must never resume after a gap).
+        """
+        body = self.body
+        room = self.body_limit - len(body)
+        if room > 0:
+            head = piece if len(piece) <= room else piece[:room]
+            size = len(body) + len(head)
+            if size > self.held and not self._reserve(size):
+                self.body_limit = len(body)
+            else:
+                body += head
+                if head is piece:
+                    return
+        self.keep_tail(piece)
+
+    def _reserve(self, size: int) -> bool:
+        """Reserve enough for a body of ``size`` bytes (a step ahead, within ``body_limit``)."""
+        memory = self.memory
+        step = max(min(RESERVE_STEP, self.body_limit - self.held), size - self.held)
+        if memory is None or not memory.reserve(step):
+            return False
+        self.held += step
+        return True
 
     def keep_tail(self, piece: bytes) -> None:
         """Keep ``piece`` in the rolling tail (the body is at its limit)."""
@@ -141,8 +206,7 @@ class Flight:
 
     def _finish(self, sampler: Sampler, models: metrics.ModelLabels) -> None:
         end = self.end if self.end is not None else perf_counter()
-        self.model = model_of(self.request_body)
-        self.sampled = self.head_decision(sampler)
+        self.decide(sampler)
         gone = self.error in _GONE
         status = CLIENT_CLOSED if gone or not self.status else self.status
         served = self.complete and self.error is None and self.status < 400
@@ -178,11 +242,15 @@ class Flight:
             finish_reason=finish_reason,
             error=self.error,
             response_truncated=self.response_truncated,
+            response_tail=bytes(self.tail[-EXCHANGE_TAIL_BYTES:]),
+            held_bytes=self.held,
         )
         try:
             sampler.offer(exchange, sampled=self.sampled)
         except Exception:  # the sampler must never fail a request
             metrics.SAMPLER_ERRORS.labels(call="offer").inc()
+            if self.memory is not None:
+                self.memory.release(self.held)
 
     def _observe_served(
         self,

@@ -45,7 +45,6 @@ class Pipe:
         "_chunked",
         "_first",
         "_flight",
-        "_limit",
         "_outcome",
         "_protocol",
         "_transport",
@@ -76,13 +75,12 @@ class Pipe:
         self._outcome: Outcome | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.body = flight.body
-        self._limit = flight.body_limit
         self.meter = meter
 
     def note(self, piece: bytes, arrived: float) -> None:
         """Account for body bytes the handler writes itself (the first ones, with the headers)."""
         self._first = False
-        self._keep(piece)
+        self._flight.keep(piece)
         if self.meter is not None:
             self.meter.feed(piece, arrived)
 
@@ -95,10 +93,10 @@ class Pipe:
         chunks of the client's response too), ``piece`` to any other."""
         arrived = perf_counter()
         body = self.body
-        if len(body) < self._limit:
+        if len(body) + len(piece) <= self._flight.held:
             body += piece
         else:
-            self._flight.keep_tail(piece)
+            self._flight.keep(piece)  # reserves more, or keeps the piece in the tail
         meter = self.meter
         if meter is not None:
             meter.feed(piece, arrived)
@@ -115,12 +113,6 @@ class Pipe:
         if transport.get_write_buffer_size() and self._protocol.writing_paused:
             self._upstream.pause_reading()
             self._settle(BACKPRESSURE)
-
-    def _keep(self, piece: bytes) -> None:
-        if len(self.body) < self._limit:
-            self.body += piece
-        else:
-            self._flight.keep_tail(piece)
 
     def end(self) -> None:
         self._settle(ENDED)

@@ -44,7 +44,7 @@ from sidecar.proxy.observe import StreamMeter, shape_for
 from sidecar.proxy.paths import canonical_target, guard_view
 from sidecar.proxy.pipe import BACKPRESSURE, ENDED, ClientGone, Pipe
 from sidecar.proxy.upstream import UpstreamError, UpstreamPool, UpstreamResponse
-from sidecar.sampling.exchange import Exchange, Sampler
+from sidecar.sampling.exchange import NoSampling, Sampler
 
 _SSE = "text/event-stream"
 _AT_THE_DOOR: Final = frozenset(
@@ -53,20 +53,8 @@ _AT_THE_DOOR: Final = frozenset(
 """Errors of the proxy's own door: counted in metrics, never offered to the sampler (they are
 not vLLM errors, and a keyless client must not spend the sampler's error keep-budget)."""
 _EVENT_END: Final = b"\n\n"
-
-
-class _Unsampled:
-    """The sampler for requests refused at the door: nothing is offered."""
-
-    def head_decision(self, request_id: str, model: str | None) -> bool:
-        del request_id, model
-        return False
-
-    def offer(self, exchange: Exchange, *, sampled: bool) -> None:
-        del exchange, sampled
-
-
-_UNSAMPLED: Final = _Unsampled()
+_NOTHING_KEPT: Final = NoSampling()
+"""The sampler for requests refused at the door: nothing is offered."""
 
 
 class _Held:
@@ -147,7 +135,7 @@ class ProxyHandler:
             flight.close_upstream()
             held.release()
             door = flight.error in _AT_THE_DOOR
-            flight.finish(_UNSAMPLED if door else self._sampler, self._models, self._log)
+            flight.finish(_NOTHING_KEPT if door else self._sampler, self._models, self._log)
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
         """``Expect: 100-continue``: refuse a body over the limit before the client sends it."""
@@ -297,6 +285,7 @@ class ProxyHandler:
         try:
             try:
                 await out.prepare(request)
+                flight.decide(self._sampler)  # how much of the body to keep for the sampler
                 pipe = Pipe(request, flight, connection, chunked=out.chunked, meter=meter)
                 if early:
                     pipe.note(early, headers_at)

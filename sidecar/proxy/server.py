@@ -21,7 +21,7 @@ from sidecar.proxy.keys import load_key_ring, load_upstream_key
 from sidecar.proxy.limits import BodyBudget, GuardedSite, connection_limit
 from sidecar.proxy.relay import ProxyHandler
 from sidecar.proxy.upstream import UpstreamPool
-from sidecar.sampling.exchange import Exchange, Sampler
+from sidecar.sampling.exchange import Sampler
 
 UPSTREAM_KEEPALIVE_SECONDS = 4.0
 """Idle pooled connections to vLLM are dropped after this; below uvicorn's 5 s keep-alive so the
@@ -37,19 +37,6 @@ RUNNER_OPTIONS: Mapping[str, Any] = MappingProxyType(
 cancellation is how a client disconnect reaches vLLM at once; per-request access logs cost
 more than the relay itself; bodies are relayed as sent (a gzip body stays gzip, with its
 ``Content-Encoding``, and the size limit applies to the bytes on the wire)."""
-
-
-class NoSampling:
-    """A :class:`~sidecar.sampling.exchange.Sampler` that keeps nothing (sampling disabled)."""
-
-    def head_decision(self, request_id: str, model: str | None) -> bool:
-        """Never in the sample."""
-        del request_id, model
-        return False
-
-    def offer(self, exchange: Exchange, *, sampled: bool) -> None:
-        """Drop the exchange."""
-        del exchange, sampled
 
 
 def make_upstream_pool(settings: Settings) -> UpstreamPool:

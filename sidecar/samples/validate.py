@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sidecar.sampling.record import SCHEMA_VERSION
+from sidecar.sampling.schema import SCHEMA_VERSION
 
 Problem = Literal["corrupt", "foreign"]
 SkipKind = Literal["corrupt", "foreign", "failed"]

@@ -13,13 +13,7 @@ import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
-
-MAX_TEXT_CHARS = 1_000_000
-"""Longest text kept per field; longer values are cut and the record marked ``truncated``."""
-MAX_RAW_CHARS = 64 * 1024
-"""Longest body of an unknown shape that is kept (as raw text)."""
 
 
 @dataclass(slots=True)
@@ -44,7 +38,6 @@ class Assembled:
     events: int = 0
     malformed_events: int = 0
     stream_complete: bool | None = None
-    truncated: bool = False
 
     @property
     def finish_reason(self) -> str | None:
@@ -158,15 +151,7 @@ class _Builder:
 
     def finish(self) -> Assembled:
         self.result.choices = [self.by_index[index] for index in sorted(self.by_index)]
-        for choice in self.result.choices:
-            choice.text, cut_text = _cut(choice.text)
-            choice.reasoning, cut_reasoning = _cut(choice.reasoning)
-            self.result.truncated |= cut_text or cut_reasoning
         return self.result
-
-
-def _cut(text: str, limit: int = MAX_TEXT_CHARS) -> tuple[str, bool]:
-    return (text, False) if len(text) <= limit else (text[:limit], True)
 
 
 def _error(message: Any, kind: Any, code: Any) -> dict[str, Any]:
@@ -208,243 +193,11 @@ def sse_events(text: str) -> list[str]:
     return events
 
 
-SEPARATOR = "\n\ndata: "
-"""Between two events framed the way vLLM frames them."""
-
-
-def data_payloads(text: str) -> list[str] | None:
-    """:func:`sse_events` for the framing vLLM uses (every event one ``data: `` line, ``\\n``
-    line ends), found with a few whole-text scans; None when ``text`` is framed any other way."""
-    if "\r" in text or not text.startswith("data: ") or not text.endswith("\n\n"):
-        return None
-    payloads = text[6:-2].split(SEPARATOR)
-    # Two line breaks per event and no others: no payload holds a line break or lost a split.
-    return payloads if text.count("\n") == 2 * len(payloads) else None
-
-
-_VALUE_KEYS = (
-    'content":"',
-    '"text":"',
-    '"reasoning":"',
-    'content": "',
-    '"text": "',
-    '"reasoning": "',
-)
-"""Where the text of a delta starts, compact (vLLM) or spaced (Python's ``json.dumps``);
-``content`` also finds ``reasoning_content``."""
-_SENTINEL = "\ue000sidecar-sentinel\ue001"
-_SENTINEL_JSON = json.dumps(_SENTINEL)
-_NOT_SIMPLE = (-1, False)
-
-
-def _value_span(payload: str) -> tuple[int, int] | None:
-    """(start, end) of the first string literal under a ``_VALUE_KEYS`` key, quotes included.
-
-    The quote after the key name is unescaped (a letter precedes it), so in valid JSON it ends a
-    key and the literal after ``:`` is a string value, closed by the next unescaped quote.
-    """
-    for key in _VALUE_KEYS:
-        at = payload.find(key)
-        if at >= 0:
-            break
-    else:
-        return None
-    start = at + len(key) - 1
-    end = payload.find('"', start + 1)
-    while end > 0:
-        inner = payload[start + 1 : end]
-        if (len(inner) - len(inner.rstrip("\\"))) % 2 == 0:  # the quote is not escaped
-            return start, end + 1
-        end = payload.find('"', end + 1)
-    return None
-
-
-def _simple_effect(head: str, tail: str) -> tuple[int, bool]:
-    """What an event ``head + <string> + tail`` does to the answer, when that is only to append
-    the string to one choice's text (False) or reasoning (True): (choice index, reasoning).
-
-    Found by assembling the event once with a sentinel string; ``_NOT_SIMPLE`` when the event
-    does anything else (a finish reason, usage, an error, tool calls, no known shape).
-    """
-    template = parse_json_body(head + _SENTINEL_JSON + tail)
-    probe = _Builder()
-    if not isinstance(template, dict) or not probe.add_object(template, streamed=True):
-        return _NOT_SIMPLE
-    result = probe.result
-    if result.error is not None or result.usage is not None or len(probe.by_index) != 1:
-        return _NOT_SIMPLE
-    (choice,) = probe.by_index.values()
-    if choice.tool_calls or choice.finish_reason is not None:
-        return _NOT_SIMPLE
-    if choice.text == _SENTINEL and not choice.reasoning:
-        return choice.index, False
-    if choice.reasoning == _SENTINEL and not choice.text:
-        return choice.index, True
-    return _NOT_SIMPLE
-
-
-class _Uneven(Exception):
-    """A string literal that looked whole is not valid JSON: assemble the slow way instead."""
-
-
-class _Runs:
-    """:func:`assemble_stream`'s result, without parsing every event as a whole.
-
-    Most events of a stream are the same JSON but for the text they add (same id, created,
-    model, index, null finish reason). Each event is split into its text literal and the rest
-    (its skeleton); the second time a skeleton is seen, one probe with a sentinel text tells
-    whether such events only append their text to one choice. From then on those events are
-    recognised by prefix and suffix and their literals queued, to be decoded together by one
-    ``json.loads`` when the run ends; any other event is parsed and folded in as usual, in
-    order. :meth:`assemble` raises :class:`_Uneven` when a queued literal is not valid JSON.
-    """
-
-    def __init__(self) -> None:
-        self.builder = _Builder()
-        self.builder.result.stream_complete = False
-        self.effects: dict[tuple[str, str], tuple[int, bool]] = {}
-        self.seen: set[tuple[str, str]] = set()
-        self.tried: set[tuple[str, str]] = set()
-        self.pending: list[str] = []
-        self.skeleton = ("\x00", "\x00")
-        self.target = _NOT_SIMPLE
-
-    def assemble(self, payloads: list[str]) -> Assembled:
-        result = self.builder.result
-        pending = self.pending
-        done = 0
-        head, tail = self.skeleton
-        position, count = 0, len(payloads)
-        while position < count:
-            payload = payloads[position]
-            position += 1
-            if payload.startswith(head) and payload.endswith(tail):
-                literal = payload[len(head) : len(payload) - len(tail)]
-                # A quote at both ends, none between, and the last one not escaped.
-                last = len(literal) - 1
-                if (
-                    last > 0
-                    and literal.find('"', 1) == last
-                    and literal[0] == '"'
-                    and literal[last - 1] != "\\"
-                ):
-                    pending.append(literal)
-                    continue
-            if payload.strip() == "[DONE]":
-                result.stream_complete = True
-                done += 1
-                continue
-            if self.queue(payload):
-                head, tail = self.skeleton
-                position = self.take_run(payloads, position)
-            else:
-                self.flush()
-                event = parse_json_body(payload)
-                if not isinstance(event, dict) or not self.builder.add_object(event, streamed=True):
-                    result.malformed_events += 1
-        self.flush()
-        result.events = len(payloads) - done
-        return self.builder.finish()
-
-    def take_run(self, payloads: list[str], start: int) -> int:
-        """Queue the literals of ``payloads[start:end]`` at once if all those events are of the
-        current run (the usual case: all but the last few); returns where to go on from.
-
-        Checked with whole-string operations rather than per event: the events joined equal
-        the skeleton joined around the cut-out literals (so each event is head + literal +
-        tail), and the literals joined show a quote on both sides of every join, as many
-        quotes as two per literal and no escaped closing quote (so each is one string literal).
-        """
-        if (
-            self.skeleton in self.tried
-        ):  # once per skeleton: a failed try costs a pass over the rest
-            return start
-        self.tried.add(self.skeleton)
-        head, tail = self.skeleton
-        end = len(payloads)
-        while end > start and not (
-            payloads[end - 1].startswith(head) and payloads[end - 1].endswith(tail)
-        ):
-            end -= 1
-        if end - start < 2 or not tail:
-            return start
-        block = payloads[start:end]
-        literals = list(map(itemgetter(slice(len(head), -len(tail))), block))
-        if SEPARATOR.join(block) != head + (tail + SEPARATOR + head).join(literals) + tail:
-            return start
-        joined = "\x01".join(literals)
-        joins = len(literals) - 1
-        if not (
-            joined.count("\x01") == joins
-            and joined.count('"\x01"') == joins
-            and joined.count('"') == 2 * len(literals)
-            and joined.startswith('"')
-            and joined.endswith('"')
-            and not joined.startswith('"\x01')
-            and not joined.endswith('\x01"')
-            and '\x01"\x01' not in joined
-            and '\\"\x01' not in joined
-            and not joined.endswith('\\"')
-        ):
-            return start
-        self.pending += literals
-        return end
-
-    def queue(self, payload: str) -> bool:
-        """Queue the event's literal if its skeleton is known to only append text."""
-        span = _value_span(payload)
-        if span is None:
-            return False
-        skeleton = (payload[: span[0]], payload[span[1] :])
-        effect = self.effects.get(skeleton)
-        if effect is None:
-            if skeleton not in self.seen:
-                self.seen.add(skeleton)
-                return False
-            effect = self.effects[skeleton] = _simple_effect(*skeleton)
-        if effect is _NOT_SIMPLE:
-            return False
-        if skeleton != self.skeleton or effect != self.target:
-            self.flush()
-            self.skeleton, self.target = skeleton, effect
-        self.pending.append(payload[span[0] : span[1]])
-        return True
-
-    def flush(self) -> None:
-        """Decode the queued literals at once and append them to their choice."""
-        if not self.pending:
-            return
-        try:
-            texts = json.loads("[" + ",".join(self.pending) + "]")
-        except (ValueError, RecursionError) as exc:
-            raise _Uneven from exc
-        if len(texts) != len(self.pending):
-            raise _Uneven
-        index, reasoning = self.target
-        choice = self.builder.choice(index)
-        if reasoning:
-            choice.reasoning += "".join(texts)
-        else:
-            choice.text += "".join(texts)
-        self.pending.clear()
-
-
 def assemble_stream(text: str) -> Assembled:
     """Assemble an SSE body: concatenate deltas per choice, keep the last usage and any error."""
-    payloads = data_payloads(text)
-    if payloads is not None:
-        try:
-            return _Runs().assemble(payloads)
-        except _Uneven:
-            pass
-    return _assemble_events(sse_events(text))
-
-
-def _assemble_events(payloads: list[str]) -> Assembled:
-    """:func:`assemble_stream` the plain way: every event parsed and folded in on its own."""
     builder = _Builder()
     builder.result.stream_complete = False
-    for payload in payloads:
+    for payload in sse_events(text):
         if payload.strip() == "[DONE]":
             builder.result.stream_complete = True
             continue
@@ -462,8 +215,28 @@ def assemble_body(text: str) -> Assembled:
     if isinstance(body, dict) and builder.add_object(body, streamed=False):
         return builder.finish()
     result = builder.finish()
-    result.raw, result.truncated = _cut(text, MAX_RAW_CHARS)
+    result.raw = text
     return result
+
+
+def fold_tail(assembled: Assembled, tail: bytes | bytearray) -> None:
+    """Add the usage, finish reasons and in-band error from the last bytes of a stream the proxy
+    cut short. Their text stays out: the record keeps the start of the answer, not a splice."""
+    text = bytes(tail).decode("utf-8", errors="replace")
+    first_end = text.find("\n\n")  # the tail starts inside an event: skip to the next one
+    if first_end < 0:
+        return
+    end = assemble_stream(text[first_end + 2 :])
+    assembled.usage = end.usage or assembled.usage
+    assembled.error = end.error or assembled.error
+    assembled.stream_complete = end.stream_complete
+    by_index = {choice.index: choice for choice in assembled.choices}
+    for choice in end.choices:
+        if choice.finish_reason is not None:
+            if choice.index not in by_index:
+                by_index[choice.index] = AssembledChoice(index=choice.index)
+                assembled.choices.append(by_index[choice.index])
+            by_index[choice.index].finish_reason = choice.finish_reason
 
 
 def assemble(chunks: Sequence[bytes | bytearray] | bytes, *, streamed: bool) -> Assembled:

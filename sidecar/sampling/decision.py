@@ -1,7 +1,9 @@
 """Which exchanges become sample records.
 
-The random part hashes the request id (blake2b, no key, no per-process salt) to a number in
-[0, 1) and compares it with the model's rate, so every replica that sees the same id agrees.
+The random part hashes the request id with a secret key (keyed blake2b, a MAC) to a number in
+[0, 1) and compares it with the model's rate. Replicas that share the key (``sample_key_file``)
+agree on every id; a client, which does not know the key, cannot choose ids that are (or are
+not) sampled. Without a key file, one is generated on first start under ``spool_dir`` and kept.
 Keep-rules add errors, ``length`` cut-offs and slow requests that the random draw missed, but
 only within a token-bucket budget per minute, so an incident cannot flood the bucket.
 """
@@ -9,23 +11,65 @@ only within a token-bucket budget per minute, so an incident cannot flood the bu
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Literal
 
-from sidecar.config import Settings
+from sidecar.config import ConfigError, Settings
 from sidecar.sampling.exchange import Exchange
 
-SampleReason = Literal["random", "error", "length", "slow"]
 KeepReason = Literal["error", "length", "slow"]
 
 _TWO_TO_64 = float(1 << 64)
 
 
-def request_fraction(request_id: str) -> float:
-    """Map a request id to a uniform number in [0, 1); the same on every machine and run."""
-    digest = hashlib.blake2b(request_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+GENERATED_KEY_NAME = "sample-key"
+"""The key file written under ``spool_dir`` when ``sample_key_file`` is not set."""
+MIN_KEY_CHARS = 16
+
+
+def request_fraction(request_id: str, key: bytes) -> float:
+    """Map a request id to a uniform number in [0, 1); the same wherever ``key`` is the same."""
+    digest = hashlib.blake2b(
+        request_id.encode("utf-8", "surrogatepass"), key=key, digest_size=8
+    ).digest()
     return int.from_bytes(digest, "big") / _TWO_TO_64
+
+
+def _key_of(text: str, origin: Path) -> bytes:
+    secret = text.strip()
+    if len(secret) < MIN_KEY_CHARS:
+        raise ConfigError(
+            f"sample_key_file: {origin} must hold at least {MIN_KEY_CHARS} characters"
+        )
+    return hashlib.sha256(secret.encode()).digest()  # any length in, blake2b's 32-byte key out
+
+
+def load_sample_key(key_file: Path | None, spool_dir: Path) -> bytes:
+    """The sampling key: from ``key_file``, else from (or newly generated into) the spool dir.
+
+    A generated key is written once (mode 0600, never logged) and reused on every restart, so a
+    pod keeps its decisions; replicas agree only when they are given the same ``key_file``.
+    """
+    if key_file is not None:
+        try:
+            return _key_of(key_file.read_text(encoding="utf-8"), key_file)
+        except OSError as exc:
+            raise ConfigError(f"sample_key_file: cannot read {key_file}: {exc.strerror}") from exc
+    path = spool_dir / GENERATED_KEY_NAME
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return _key_of(path.read_text(encoding="utf-8"), path)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secrets.token_hex(32) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return _key_of(path.read_text(encoding="utf-8"), path)
 
 
 class TokenBucket:
@@ -55,6 +99,7 @@ class SampleDecider:
     def __init__(
         self,
         *,
+        key: bytes,
         rate: float,
         overrides: Mapping[str, float] | None = None,
         keep_errors: bool = True,
@@ -63,6 +108,7 @@ class SampleDecider:
         keep_budget_per_minute: int = 60,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._key = key
         self._rate = rate
         self._overrides = dict(overrides or {})
         self._keep_errors = keep_errors
@@ -76,6 +122,7 @@ class SampleDecider:
     ) -> SampleDecider:
         """Build the decider from the sampling section of the settings."""
         return cls(
+            key=load_sample_key(settings.sample_key_file, settings.spool_dir),
             rate=settings.sample_rate,
             overrides=settings.sample_rate_overrides,
             keep_errors=settings.sample_keep_errors,
@@ -93,7 +140,7 @@ class SampleDecider:
 
     def head(self, request_id: str, model: str | None) -> bool:
         """Whether ``request_id`` falls in the random sample for ``model``."""
-        return request_fraction(request_id) < self.rate_for(model)
+        return request_fraction(request_id, self._key) < self.rate_for(model)
 
     def keep_rule(self, exchange: Exchange) -> KeepReason | None:
         """The first keep-rule an un-sampled exchange matches (budget not consulted)."""

@@ -9,8 +9,10 @@ path, and only for the exchanges the sampler keeps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
+
+from sidecar.sampling.budget import MemoryBudget
 
 
 @dataclass(slots=True)
@@ -37,18 +39,54 @@ class Exchange:
     """Cheaply extracted by the proxy when it could (last event / body tail); None otherwise."""
     error: str | None = None
     """Proxy-side failure: ``upstream_connect``, ``upstream_timeout``, ``client_disconnect``..."""
-    extra: dict[str, str] = field(default_factory=dict)
     response_truncated: bool = False
-    """The proxy kept only the start of a response longer than ``sample_max_response_bytes``."""
+    """The proxy kept only the start of the response (``sample_max_response_bytes`` for a
+    sampled request, :data:`CANDIDATE_HEAD_BYTES` for others, less when the budget ran out)."""
+    response_tail: bytes | bytearray = b""
+    """When truncated: the response's last bytes (16 KiB), where usage, finish reasons and
+    in-band errors are."""
+    held_bytes: int = 0
+    """Bytes of the sampler's :class:`MemoryBudget` this exchange holds; whoever drops it or is
+    done with its bytes releases them."""
+
+
+CANDIDATE_HEAD_BYTES = 32 * 1024
+"""Response bytes kept for a request that is not in the random sample: enough for an error body
+and the start of an answer, should a keep-rule (error, length, slow) keep it after all."""
 
 
 class Sampler(Protocol):
     """The proxy's view of the sampling pipeline. Both calls are cheap and never raise."""
+
+    @property
+    def memory(self) -> MemoryBudget | None:
+        """The byte budget the proxy reserves from for the response bytes it keeps (None: the
+        sampler keeps nothing, so neither does the proxy)."""
+        ...
 
     def head_decision(self, request_id: str, model: str | None) -> bool:
         """Whether this request is in the random sample (deterministic from the request id)."""
         ...
 
     def offer(self, exchange: Exchange, *, sampled: bool) -> None:
-        """Hand over a finished exchange; keep-rules may keep it even when not ``sampled``."""
+        """Hand over a finished exchange; keep-rules may keep it even when not ``sampled``.
+
+        Takes over ``exchange.held_bytes``: releases them when it drops the exchange or once its
+        record is built."""
         ...
+
+
+class NoSampling:
+    """A :class:`~sidecar.sampling.exchange.Sampler` that keeps nothing (sampling disabled)."""
+
+    memory = None
+    """Nothing is kept, so the proxy keeps no response bytes for it."""
+
+    def head_decision(self, request_id: str, model: str | None) -> bool:
+        """Never in the sample."""
+        del request_id, model
+        return False
+
+    def offer(self, exchange: Exchange, *, sampled: bool) -> None:
+        """Drop the exchange."""
+        del exchange, sampled

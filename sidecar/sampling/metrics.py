@@ -14,10 +14,12 @@ from sidecar.metrics import REGISTRY
 
 DROP_REASONS: Final = (
     "keep_budget",  # a keep-rule matched but its per-minute budget was spent
-    "queue_full",  # the in-memory hand-over queue was full (records or bytes)
+    "queue_full",  # the in-memory hand-over queue was full
+    "memory_budget",  # the sampler's byte budget (sample_memory_max_bytes) was spent
     "offer_failed",  # an unexpected error in offer(); the proxy never sees it
     "redaction_failed",  # the redactor raised or its post-check still found a pattern
     "build_failed",  # the record could not be assembled or serialised
+    "builder_failed",  # the record-building child died or got stuck over the batch
     "too_large",  # one record is larger than the whole spool
     "spool_full",  # the spool cap was reached (by the configured when_full policy)
     "spool_write_failed",  # disk full / I/O error while appending
@@ -46,6 +48,12 @@ REDACTIONS = Counter(
     "vllm_sidecar_redactions_total",
     "Spans replaced by the redactor, by pattern kind.",
     ["kind"],
+    registry=REGISTRY,
+)
+BUILDER_RESTARTS = Counter(
+    "vllm_sidecar_sample_builder_restarts_total",
+    "Record-building child processes replaced, by why (died, timeout).",
+    ["why"],
     registry=REGISTRY,
 )
 SPOOL_BYTES = Gauge(

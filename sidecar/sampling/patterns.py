@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Protocol, cast
+
+import re2
 
 Validator = Callable[[str], int | None]
 """Given the matched text, return how many leading characters to redact, or None to keep it."""
@@ -21,26 +23,34 @@ Validator = Callable[[str], int | None]
 NOT_REDACTED = r"(?!\[REDACTED)"
 
 
+class Match(Protocol):
+    """What the redactor reads from a match (``re.Match`` and ``re2``'s match both have it)."""
+
+    def span(self, group: int = 0, /) -> tuple[int, int]: ...
+
+    def start(self, group: int = 0, /) -> int: ...
+
+
+class Regex(Protocol):
+    """A compiled expression of either engine: Python's ``re`` for the built-in patterns (they
+    need look-arounds and were written not to backtrack), RE2 for the user's."""
+
+    def search(self, text: str, pos: int = 0, /) -> Match | None: ...
+
+    def finditer(self, text: str, /) -> Iterator[Match]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Pattern:
     """One kind of sensitive span."""
 
     kind: str
-    regex: re.Pattern[str]
+    regex: Regex
     group: int = 0
     """The regex group to replace (0 = the whole match; e.g. only the value of ``key=value``)."""
     validate: Validator | None = None
     hint: str | None = None
     """A substring every match contains: texts without it skip the regex (a cheap pre-filter)."""
-    needs: tuple[str, ...] = ()
-    """Substrings one of which every match contains: texts with none skip the regex. A scan with
-    ``in`` costs a fraction of a regex search (Python's ``re`` has no fast path for a leading
-    look-behind, ``\\b`` or case-insensitive words), and most texts have none of them."""
-    needs_in: Literal["text", "ascii", "ascii_lower"] = "text"
-    """Where ``needs`` are looked for: the text as is; only in ASCII texts (``\\d`` also matches
-    other scripts' digits); or in the lower-cased text of ASCII texts (a case-insensitive regex
-    also matches a few non-ASCII letters, such as the Kelvin sign for ``k``). Non-ASCII texts
-    skip the pre-filter and always run the regex."""
 
 
 def luhn_ok(digits: str) -> bool:
@@ -70,34 +80,14 @@ def iban_ok(compact: str) -> bool:
     return int(number) % 97 == 1
 
 
-_IBAN_CHARS = {
-    char: (pow(10, len(str(int(char, 36))), 97), int(char, 36) % 97)
-    for char in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-}
-"""Per character: (10**digits mod 97, value mod 97), to fold it into a running mod-97."""
-
-
 def _iban(text: str) -> int | None:
-    """Accept the longest prefix of the candidate that is a valid IBAN (trailing words trimmed).
-
-    One pass: the check value of every prefix is built incrementally, so a run of IBAN-like
-    words costs O(length) instead of one big-integer conversion per prefix.
-    """
+    """Accept the longest prefix of the candidate that is a valid IBAN (trailing words trimmed)."""
     positions = [index for index, char in enumerate(text) if char != " "][:34]
-    compact = [text[index] for index in positions]
-    head_value, head_scale = 0, 1
-    for char in compact[:4]:
-        scale, value = _IBAN_CHARS[char]
-        head_value = (head_value * scale + value) % 97
-        head_scale = head_scale * scale % 97
-    remainder = 0
-    best = None
-    for length in range(5, len(compact) + 1):
-        scale, value = _IBAN_CHARS[compact[length - 1]]
-        remainder = (remainder * scale + value) % 97
-        if length >= 15 and (remainder * head_scale + head_value) % 97 == 1:
-            best = length
-    return None if best is None else positions[best - 1] + 1
+    compact = "".join(text[index] for index in positions).upper()
+    for length in range(len(compact), 14, -1):
+        if iban_ok(compact[:length]):
+            return positions[length - 1] + 1
+    return None
 
 
 def _ipv6(text: str) -> int | None:
@@ -116,6 +106,30 @@ def _phone(text: str) -> int | None:
     return len(text) if 8 <= digits <= 15 else None
 
 
+def _mixed(text: str) -> bool:
+    return (
+        any(char.isupper() for char in text)
+        and any(char.islower() for char in text)
+        and any(char.isdigit() for char in text)
+    )
+
+
+def _aws_secret(text: str) -> int | None:
+    """Accept 40 characters that mix cases and digits, alone or between slashes of a longer run
+    (a URL path): then the run up to the key's end is redacted."""
+    if len(text) == 40:
+        return 40 if _mixed(text) else None
+    starts = [0, *(index + 1 for index, char in enumerate(text) if char == "/")]
+    for start in starts:
+        end = start + 40
+        if (end == len(text) or text[end : end + 1] == "/") and _mixed(text[start:end]):
+            return end
+    return None
+
+
+_AT = r"(?:@|%40|\uff20|\\u0040|\\u[fF][fF]20)"
+"""An at sign: plain, URL-encoded, full-width (U+FF20), or JSON-escaped inside a JSON string
+(tool-call arguments are JSON text)."""
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _CREDENTIAL_WORDS = (
     r"api[_-]?key|access[_-]?key(?:[_-]?id)?|secret(?:[_-]?access)?(?:[_-]?key)?|client[_-]?secret"
@@ -124,79 +138,86 @@ _CREDENTIAL_WORDS = (
 )
 
 
-DIGITS = tuple("0123456789")
 AWS_KEY_PREFIXES = (
-    "AKIA",
-    "ASIA",
-    "ABIA",
-    "ACCA",
-    "AGPA",
-    "AIDA",
-    "AROA",
-    "AIPA",
-    "ANPA",
-    "ANVA",
-    "APKA",
-)
+    "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "APKA",
+)  # fmt: skip
 
 
-def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    return re.compile(pattern, flags)
+def compile_user_pattern(expression: str) -> Regex:
+    """A user's ``redact_patterns`` entry, compiled by RE2: matching takes time linear in the
+    text, so no pattern (``(a+)+$`` included) can stall the record path. RE2 has no
+    look-arounds or back-references; such a pattern raises ``ValueError`` naming the problem."""
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return cast(Regex, re2.compile(expression, options))
+    except re2.error as exc:
+        message = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(f"RE2 cannot compile it: {message}") from exc
 
 
 BUILTIN_PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "private_key",
-        _compile(
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?"
+            r"(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
             re.DOTALL,
         ),
         hint="-----BEGIN",
     ),
     Pattern(
         "jwt",
-        _compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+        re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
         hint="eyJ",
     ),
     Pattern(
         "authorization",
-        _compile(
+        re.compile(
             r"(?i)\b(?:proxy-)?authorization\b[\"']?\s*+[:=]\s*+[\"']?+"
             + NOT_REDACTED
             + r"((?:[A-Za-z]+\s+)?[^\s\"']{4,})"
         ),
         group=1,
-        needs=("authorization",),
-        needs_in="ascii_lower",
     ),
     Pattern(
         "bearer",
-        _compile(r"(?i)\bbearer\s+(?=[A-Za-z._~+/-]*\d)[A-Za-z0-9._~+/-]{12,}=*"),
-        needs=("bearer",),
-        needs_in="ascii_lower",
+        re.compile(r"(?i)\bbearer\s+(?=[A-Za-z._~+/-]*\d)[A-Za-z0-9._~+/-]{12,}=*"),
     ),
     Pattern(
         "api_key",
-        _compile(
+        re.compile(
             r"\b(?:sk-[A-Za-z0-9_-]{16,}"
             r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
             r"|gh[pousr]_[A-Za-z0-9]{30,}"
             r"|github_pat_[A-Za-z0-9_]{30,}"
             r"|glpat-[A-Za-z0-9_-]{20,}"
-            r"|xox[abprs]-[A-Za-z0-9-]{10,}"
+            r"|xox[abeprs]-[A-Za-z0-9-]{10,}"
+            r"|xapp-[A-Za-z0-9-]{10,}"
             r"|AIza[0-9A-Za-z_-]{35}"
             r"|hf_[A-Za-z0-9]{30,})"
         ),
-        needs=("sk-", "_", "glpat-", "xox", "AIza"),  # "_": (sk|rk|pk)_, gh?_, github_pat_, hf_
     ),
     Pattern(
         "aws_key",
-        _compile(r"\b(?:" + "|".join(AWS_KEY_PREFIXES) + r")[A-Z0-9]{16}\b"),
-        needs=AWS_KEY_PREFIXES,
+        re.compile(r"\b(?:" + "|".join(AWS_KEY_PREFIXES) + r")[A-Z0-9]{16}\b"),
+    ),
+    Pattern(
+        "aws_secret",
+        # A whole run of the base64 alphabet (the look-behind makes the search start only at a
+        # run's beginning, so a long base64 blob costs one pass); the validator keeps runs of
+        # exactly 40 characters that mix upper case, lower case and digits, as AWS secret keys do.
+        re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40,}+(?!=)"),
+        validate=_aws_secret,
+    ),
+    Pattern(
+        "webhook",
+        re.compile(r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]+"),
+        hint="hooks.slack.com",
     ),
     Pattern(
         "credential",
-        _compile(
+        re.compile(
             r"(?i)(?:"
             + _CREDENTIAL_WORDS
             + r")\b[\"']?\s*+[:=]\s*+[\"']?+"
@@ -204,38 +225,31 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
             + r"([^\s\"',;]{6,})"
         ),
         group=1,
-        needs=("key", "secret", "token", "pass", "pwd"),  # one is in each _CREDENTIAL_WORDS
-        needs_in="ascii_lower",
     ),
     Pattern(
         "email",
-        _compile(
-            r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
+        re.compile(
+            r"[A-Za-z0-9._%+-]{1,64}" + _AT + r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
             r"\.[A-Za-z]{2,24}"
         ),
-        hint="@",
     ),
     Pattern(
         "iban",
-        _compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,34}\b"),
+        re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,34}\b"),
         validate=_iban,
-        needs=DIGITS,
-        needs_in="ascii",
     ),
     Pattern(
         "card",
-        _compile(
+        re.compile(
             r"(?<![\w+-])(?:\d{13,19}"
-            r"|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}"
+            r"|\d{4}([ .-])\d{4}\1\d{4}\1\d{1,7}"
             r"|\d{4}[ -]\d{6}[ -]\d{4,5})(?![\w-])"
         ),
         validate=_card,
-        needs=DIGITS,
-        needs_in="ascii",
     ),
     Pattern(
         "ipv6",
-        _compile(
+        re.compile(
             r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}"
             r"(?:" + _OCTET + r"(?:\." + _OCTET + r"){3}|[0-9A-Fa-f]{0,4})(?![\w:])"
         ),
@@ -244,27 +258,25 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "ipv4",
-        _compile(r"(?<![\w.])(?:" + _OCTET + r"\.){3}" + _OCTET + r"(?!\.?\d)(?!\w)"),
+        re.compile(r"(?<![\w.])(?:" + _OCTET + r"\.){3}" + _OCTET + r"(?!\.?\d)(?!\w)"),
         hint=".",
-        needs=DIGITS,
-        needs_in="ascii",
     ),
     Pattern(
         "phone",
-        _compile(
+        re.compile(
             r"(?<![\w+])(?:"
             r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}"
             r"|(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}"
             r"|0\d{1,4}[ /-]?\d{3,4}[ -]?\d{3,4}"
+            r"|0[1-9]([ .-]?)\d\d(?:\1\d\d){3}"  # French style: 06 12 34 56 78
+            r"|\d{10}"  # bare ten digits (this also takes a Unix time in seconds written in text)
             r")(?![\w])"
         ),
         validate=_phone,
-        needs=DIGITS,
-        needs_in="ascii",
     ),
 )
 
 
 def custom_patterns(expressions: list[str]) -> tuple[Pattern, ...]:
     """User-supplied regular expressions (already validated by the settings)."""
-    return tuple(Pattern("custom", re.compile(expression)) for expression in expressions)
+    return tuple(Pattern("custom", compile_user_pattern(expression)) for expression in expressions)

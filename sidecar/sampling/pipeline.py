@@ -2,8 +2,12 @@
 
 ``head_decision`` is a hash and a compare. ``offer`` checks the keep-rules and puts the exchange
 on a bounded in-memory queue (full: drop and count ``queue_full``); it never blocks or raises.
-A worker task takes exchanges off the queue and, in its own thread, assembles the answer,
-redacts, validates the record and appends it to the disk spool. The uploader task ships sealed
+Every byte held for the sampler, by the proxy for requests in flight and here for queued
+exchanges, is reserved from one :class:`~sidecar.sampling.budget.MemoryBudget`
+(``sample_memory_max_bytes``; spent: drop and count ``memory_budget``).
+A worker task takes batches off the queue; in its own thread it has a supervised child process
+(:mod:`~sidecar.sampling.builder`) assemble, redact and encode them, off the proxy's GIL, and
+appends the records to the disk spool. The uploader task ships sealed
 spool segments to S3 (or the local directory). ``stop(grace)`` drains the queue into the spool,
 uploads what it can before the grace runs out and leaves the rest in the spool for the next
 start, which replays it.
@@ -15,10 +19,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
@@ -26,12 +28,14 @@ import structlog
 from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.sampling import metrics
-from sidecar.sampling.decision import SampleDecider, SampleReason
+from sidecar.sampling.budget import MemoryBudget
+from sidecar.sampling.builder import Built, Job, RecordBuilder
+from sidecar.sampling.decision import SampleDecider
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.framing import SpoolEntry
 from sidecar.sampling.layout import slug
-from sidecar.sampling.record import build_payload
-from sidecar.sampling.redact import RedactionError, Redactor
+from sidecar.sampling.redact import Redactor
+from sidecar.sampling.schema import SampleReason
 from sidecar.sampling.sinks import sink_from_settings
 from sidecar.sampling.spool import Appended, Spool
 from sidecar.sampling.uploader import Backoff, Uploader
@@ -42,18 +46,6 @@ WORKER_BATCH = 64
 """Exchanges spooled per hop to the worker thread."""
 
 State = Literal["new", "running", "stopping", "stopped"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Work:
-    exchange: Exchange
-    reason: SampleReason
-    rate: float
-    size: int
-
-
-def _exchange_size(exchange: Exchange) -> int:
-    return len(exchange.request_body) + sum(len(chunk) for chunk in exchange.response_chunks)
 
 
 class SamplingPipeline:
@@ -69,7 +61,13 @@ class SamplingPipeline:
     ) -> None:
         self._settings = settings
         self._decider = SampleDecider.from_settings(settings, clock or time.monotonic)
-        self._redactor = redactor or Redactor.from_settings(settings)
+        self._builder = RecordBuilder(
+            redactor or Redactor.from_settings(settings),
+            deployment=settings.deployment,
+            pod=settings.pod_name,
+            version=__version__,
+            timeout=settings.sample_build_timeout_seconds,
+        )
         self._sink, prefix = sink_from_settings(settings)
         self._spool = Spool(
             settings.spool_dir,
@@ -92,8 +90,8 @@ class SamplingPipeline:
             tick_seconds=min(1.0, settings.upload_batch_max_seconds / 4),
             rng=rng,
         )
-        self._queue: asyncio.Queue[_Work] = asyncio.Queue(settings.sample_queue_max_records)
-        self._queued_bytes = 0
+        self._queue: asyncio.Queue[Job] = asyncio.Queue(settings.sample_queue_max_records)
+        self._memory = MemoryBudget(settings.sample_memory_max_bytes)
         self._queued_records = 0
         """Offered and not yet spooled (or dropped): the queue plus the batch being written."""
         self._upstream_version: str | None = None
@@ -110,45 +108,61 @@ class SamplingPipeline:
             log.exception("sample_head_decision_failed")
             return False
 
+    @property
+    def memory(self) -> MemoryBudget:
+        """The byte budget shared with the proxy (``sample_memory_max_bytes``)."""
+        return self._memory
+
     def offer(self, exchange: Exchange, *, sampled: bool) -> None:
-        """Keep the exchange if sampled or a keep-rule matches; O(1), never blocks or raises."""
+        """Keep the exchange if sampled or a keep-rule matches; O(1), never blocks or raises.
+
+        Owns ``exchange.held_bytes`` from now on: released here unless the exchange is queued.
+        """
+        queued = False
         try:
-            self._offer(exchange, sampled=sampled)
+            queued = self._offer(exchange, sampled=sampled)
         except Exception:
             metrics.dropped("offer_failed")
             log.exception("sample_offer_failed")
+        finally:
+            if not queued:
+                self._memory.release(exchange.held_bytes)
 
-    def _offer(self, exchange: Exchange, *, sampled: bool) -> None:
-        if exchange.method != "POST":  # /v1/models, /health ...: no prompt, nothing to review
-            return
-        reason: SampleReason
-        if sampled:
-            reason = "random"
-        else:
-            rule = self._decider.keep_rule(exchange)
-            if rule is None:
-                return
-            if not self._decider.take_budget():
-                metrics.dropped("keep_budget")
-                return
-            reason = rule
+    def _offer(self, exchange: Exchange, *, sampled: bool) -> bool:
+        """Queue the exchange if it is to be kept; False if it was not (its bytes to release)."""
+        reason = self._reason(exchange, sampled=sampled)
+        if reason is None:
+            return False
         metrics.SAMPLES_TAKEN.labels(reason=reason).inc()
         if self._state in ("stopping", "stopped") and self._worker_done():
             metrics.dropped("shutdown")
-            return
-        size = _exchange_size(exchange)
-        if self._queued_bytes + size > self._settings.sample_queue_max_bytes:
+            return False
+        if self._queue.full():
             metrics.dropped("queue_full")
-            return
-        try:
-            self._queue.put_nowait(
-                _Work(exchange, reason, self._decider.rate_for(exchange.model), size)
-            )
-        except asyncio.QueueFull:
-            metrics.dropped("queue_full")
-            return
-        self._queued_bytes += size
+            return False
+        extra = len(exchange.request_body) + len(exchange.response_tail)
+        if not self._memory.reserve(extra):
+            metrics.dropped("memory_budget")
+            return False
+        held = exchange.held_bytes + extra
+        rate = self._decider.rate_for(exchange.model)
+        self._queue.put_nowait(Job(exchange, reason, rate, self._upstream_version, held))
         self._queued_records += 1
+        return True
+
+    def _reason(self, exchange: Exchange, *, sampled: bool) -> SampleReason | None:
+        """Why the exchange is kept (random sample, then keep-rules in budget), or None."""
+        if exchange.method != "POST":  # /v1/models, /health ...: no prompt, nothing to review
+            return None
+        if sampled:
+            return "random"
+        rule = self._decider.keep_rule(exchange)
+        if rule is None:
+            return None
+        if not self._decider.take_budget():
+            metrics.dropped("keep_budget")
+            return None
+        return rule
 
     def _worker_done(self) -> bool:
         return not self._tasks or self._tasks[0].done()
@@ -171,7 +185,7 @@ class SamplingPipeline:
             "state": self._state,
             "sink": self._sink.describe(),
             "queue_records": self._queued_records,
-            "queue_bytes": self._queued_bytes,
+            "memory_bytes": self._memory.used,
             "spool_bytes": size,
             "spool_records": records,
             "spool_oldest_ms": oldest_ms,
@@ -189,6 +203,7 @@ class SamplingPipeline:
             raise RuntimeError(f"cannot start a pipeline that is {self._state}")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._spool_executor, self._spool.open)
+        await loop.run_in_executor(self._spool_executor, self._builder.start)
         self._tasks = [
             asyncio.create_task(self._work(), name="sampling-worker"),
             asyncio.create_task(self._uploader.run(), name="sampling-uploader"),
@@ -223,6 +238,7 @@ class SamplingPipeline:
         uploader.cancel()
         await asyncio.gather(uploader, return_exceptions=True)
         await loop.run_in_executor(self._spool_executor, self._spool.close)
+        await loop.run_in_executor(self._spool_executor, self._builder.stop)
         self._spool_executor.shutdown(wait=False)
         self._upload_executor.shutdown(wait=False, cancel_futures=True)
         _size, left, _oldest = self._spool.stats()
@@ -231,10 +247,10 @@ class SamplingPipeline:
 
     def _discard_queue(self) -> None:
         while not self._queue.empty():
-            self._queue.get_nowait()
+            item = self._queue.get_nowait()
             self._queue.task_done()
             metrics.dropped("shutdown")
-        self._queued_bytes = 0
+            self._memory.release(item.held)
         self._queued_records = 0
 
     # --- the worker -----------------------------------------------------------------------------
@@ -249,58 +265,39 @@ class SamplingPipeline:
                 sealed = await loop.run_in_executor(self._spool_executor, self._spool_batch, batch)
             finally:
                 for item in batch:
-                    self._queued_bytes -= item.size
+                    self._memory.release(item.held)
                     self._queued_records -= 1
                     self._queue.task_done()
             if sealed:
                 self._uploader.wake()
 
-    def _spool_batch(self, batch: Sequence[_Work]) -> bool:
-        """Runs in the spool thread: build, redact and append each record. True if one sealed."""
+    def _spool_batch(self, batch: Sequence[Job]) -> bool:
+        """Runs in the spool thread: have the child build the records, append them. True if a
+        segment sealed."""
+        results = self._builder.build(batch)
+        if results is None:
+            metrics.dropped("builder_failed", len(batch))
+            return False
         sealed = False
-        for item in batch:
+        for item, result in zip(batch, results, strict=True):
+            request_id = item.exchange.request_id
+            if not isinstance(result, Built):
+                metrics.dropped(result.reason)
+                log.warning("sample_dropped", request_id=request_id, why=result.detail)
+                continue
+            for kind, count in result.redactions.items():
+                metrics.REDACTIONS.labels(kind=kind).inc(count)
+            entry = SpoolEntry(
+                int(item.exchange.started_at * 1000), slug(result.model_name), result.payload
+            )
             try:
-                sealed |= self._spool_one(item) is Appended.SEALED
-            except Exception:  # keep the worker alive whatever one record does
-                metrics.dropped("build_failed")
-                log.exception("sample_spool_failed")
+                sealed |= self._spool.append(entry) is Appended.SEALED
+            except Exception:  # append() counts I/O errors itself; this is for the unexpected
+                metrics.dropped("spool_write_failed")
+                log.exception("spool_append_failed", request_id=request_id)
         return sealed
 
-    def _spool_one(self, item: _Work) -> Appended:
-        counts: Counter[str] = Counter()
-        try:
-            model_name, payload = build_payload(
-                item.exchange,
-                reason=item.reason,
-                rate=item.rate,
-                redactor=self._redactor,
-                deployment=self._settings.deployment,
-                pod=self._settings.pod_name,
-                sidecar_version=__version__,
-                vllm_version=self._upstream_version,
-                counts=counts,
-            )
-        except RedactionError as exc:
-            metrics.dropped("redaction_failed")
-            log.warning(
-                "sample_redaction_failed", request_id=item.exchange.request_id, why=str(exc)
-            )
-            return Appended.DROPPED
-        except Exception as exc:
-            metrics.dropped("build_failed")
-            # The type only: a validation error's text could quote the content.
-            log.warning(
-                "sample_build_failed",
-                request_id=item.exchange.request_id,
-                error=type(exc).__name__,
-            )
-            return Appended.DROPPED
-        for kind, count in counts.items():
-            metrics.REDACTIONS.labels(kind=kind).inc(count)
-        entry = SpoolEntry(int(item.exchange.started_at * 1000), slug(model_name), payload)
-        try:
-            return self._spool.append(entry)
-        except Exception:  # append() counts I/O errors itself; this is for the unexpected
-            metrics.dropped("spool_write_failed")
-            log.exception("spool_append_failed", request_id=item.exchange.request_id)
-            return Appended.DROPPED
+    @property
+    def builder_pid(self) -> int | None:
+        """The record-building child's process id, while it runs."""
+        return self._builder.pid

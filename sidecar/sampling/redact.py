@@ -10,6 +10,7 @@ replaced whole. After replacing, a post-check scans the output again; if anythin
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -17,29 +18,12 @@ from typing import Any
 from sidecar.config import Settings
 from sidecar.sampling.patterns import BUILTIN_PATTERNS, Pattern, custom_patterns
 
-CREDENTIAL_KEYS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "api_key",
-        "apikey",
-        "api-key",
-        "x-api-key",
-        "password",
-        "passwd",
-        "secret",
-        "client_secret",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "session_token",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "private_key",
-        "cookie",
-        "set-cookie",
-    }
-)
+CREDENTIAL_KEYS = frozenset((
+    "authorization", "proxy-authorization", "api_key", "apikey", "api-key", "x-api-key",
+    "password", "passwd", "secret", "client_secret", "access_token", "refresh_token", "id_token",
+    "session_token", "aws_secret_access_key", "aws_session_token", "private_key", "cookie",
+    "set-cookie",
+))  # fmt: skip
 """JSON keys (case-insensitive) whose values are dropped whatever they look like."""
 
 MAX_PASSES = 2
@@ -49,90 +33,44 @@ class RedactionError(Exception):
     """The record could not be proven clean; it must be dropped, never written."""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""A code point UTF-8 cannot encode: aiohttp decodes an invalid header byte to one (surrogate
+escape), ``json`` leaves a lone ``\\ud800`` escape as one."""
+
+
+def scrub(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD (ASCII and valid text returned as is)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
 def token(kind: str) -> str:
     """The text that replaces a redacted span."""
     return f"[REDACTED:{kind}]"
 
 
-WINDOW = 32 * 1024
-"""Characters one regex call scans. Python's ``re`` holds the GIL for a whole call, so long
-texts are scanned in windows: between calls the proxy's event-loop thread gets to run."""
-OVERLAP = 1024
-"""Windows overlap by more than the longest bounded match (an e-mail address is at most ~700)."""
-
-
-CLEAN_CACHE_MAX_CHARS = 256
-"""Strings up to this long that were proven clean are remembered (JSON keys, roles, ids ...)."""
-CLEAN_CACHE_SIZE = 8192
-
-
-class _Text:
-    """A text with what the patterns' pre-filters look at, each computed at most once."""
-
-    __slots__ = ("_found", "_found_lower", "_lower", "ascii", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.ascii = text.isascii()
-        self._lower: str | None = None
-        self._found: dict[tuple[str, ...], bool] = {}
-        self._found_lower: dict[tuple[str, ...], bool] = {}
-
-    @property
-    def lower(self) -> str:
-        if self._lower is None:
-            self._lower = self.text.lower()
-        return self._lower
-
-
-def _may_match(pattern: Pattern, text: _Text) -> bool:
-    """False when the pattern's pre-filters prove it cannot match (then its regex is skipped)."""
-    if pattern.hint is not None and pattern.hint not in text.text:
-        return False
-    if not pattern.needs:
-        return True
-    if pattern.needs_in != "text" and not text.ascii:
-        return True
-    if pattern.needs_in == "ascii_lower":
-        haystack, memo = text.lower, text._found_lower
-    else:
-        haystack, memo = text.text, text._found
-    found = memo.get(pattern.needs)  # several patterns need a digit: look once per text
-    if found is None:
-        found = memo[pattern.needs] = _contains_any(haystack, pattern.needs)
-    return found
-
-
-def _contains_any(haystack: str, needles: tuple[str, ...]) -> bool:
-    return any(map(haystack.__contains__, needles))
-
-
-def _spans(pattern: Pattern, text: str) -> Iterable[tuple[int, int]]:
-    """Accepted (start, end) spans of one pattern, left to right, non-overlapping."""
-    if not _may_match(pattern, _Text(text)):
-        return
-    yield from _regex_spans(pattern, text)
-
-
 def _regex_spans(pattern: Pattern, text: str) -> Iterable[tuple[int, int]]:
-    """:func:`_spans` without the pre-filters."""
+    """Accepted (start, end) spans of one pattern, left to right, non-overlapping: one search over
+    the whole text, never in windows, so no seam can hide a long token."""
+    if pattern.validate is None and pattern.group == 0:
+        # Every match is accepted whole: one pass (RE2 encodes the text once per call).
+        for found in pattern.regex.finditer(text):
+            start, end = found.span()
+            if end > start:
+                yield start, end
+        return
     position = 0
     length = len(text)
+    search = pattern.regex.search
     while position <= length:
-        window_end = min(length, position + WINDOW)
-        match = pattern.regex.search(text, position, window_end)
+        match = search(text, position)
         if match is None:
-            if window_end >= length:
-                return
-            position = max(position + 1, window_end - OVERLAP)
-            continue
-        if match.end() >= window_end < length:
-            # The window may have cut the match short (or faked an end of text): redo it whole.
-            whole = pattern.regex.match(text, match.start(), length)
-            if whole is None:
-                position = match.start() + 1
-                continue
-            match = whole
+            return
         start, end = match.span(pattern.group)
         accepted: int | None = None
         if start >= 0:  # -1: the group did not take part in the match
@@ -151,25 +89,17 @@ class Redactor:
 
     def __init__(self, patterns: Sequence[Pattern] = BUILTIN_PATTERNS) -> None:
         self._patterns = tuple(patterns)
-        self._clean: set[str] = set()
-        """Short strings proven clean: most keys and small values repeat in every record."""
-        self._all_clean: dict[tuple[str, ...], bool] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Redactor:
         """The built-in patterns plus the user's ``redact_patterns``."""
         return cls((*BUILTIN_PATTERNS, *custom_patterns(settings.redact_patterns)))
 
-    def redact_text(self, text: str, counts: Counter[str] | None = None) -> str:
-        """One pass of every pattern over ``text``; ``counts`` collects replacements by kind."""
-        return self._redact(text, counts)[0]
-
     def _redact(self, text: str, counts: Counter[str] | None) -> tuple[str, bool]:
-        """:meth:`redact_text`, and whether anything was replaced."""
-        view = _Text(text)
+        """One pass of every pattern over ``text``, and whether anything was replaced."""
         replaced = False
         for pattern in self._patterns:
-            if not _may_match(pattern, view):
+            if pattern.hint is not None and pattern.hint not in text:
                 continue
             pieces: list[str] = []
             cursor = 0
@@ -182,47 +112,39 @@ class Redactor:
             if pieces:
                 pieces.append(text[cursor:])
                 text = "".join(pieces)
-                view = _Text(text)
                 replaced = True
         return text, replaced
 
     def find(self, text: str) -> str | None:
         """The kind of the first pattern that still matches ``text``, if any."""
-        if text in self._clean:
-            return None
-        view = _Text(text)
         for pattern in self._patterns:
-            if _may_match(pattern, view):
+            if pattern.hint is None or pattern.hint in text:
                 for _span in _regex_spans(pattern, text):
                     return pattern.kind
         return None
 
     def clean_text(self, text: str, counts: Counter[str] | None = None) -> str:
-        """Redact until no pattern matches; raise :class:`RedactionError` if that fails."""
-        if text in self._clean:
-            return text
+        """Redact until no pattern matches; raise :class:`RedactionError` if that fails.
+
+        Lone surrogates (a header or body that was not valid UTF-8) become U+FFFD first, so
+        every string that leaves here can be encoded: bad bytes never cost a record.
+        """
+        text = scrub(text)
         for _ in range(MAX_PASSES):
             text, replaced = self._redact(text, counts)
             # Nothing replaced: every pattern has just scanned this very text and found nothing,
             # so the post-check would find nothing either.
             kind = self.find(text) if replaced else None
             if kind is None:
-                self._remember_clean(text)
                 return text
         raise RedactionError(f"pattern {kind!r} still matches after redaction")
-
-    def _remember_clean(self, text: str) -> None:
-        if len(text) <= CLEAN_CACHE_MAX_CHARS:
-            if len(self._clean) >= CLEAN_CACHE_SIZE:
-                self._clean.clear()
-            self._clean.add(text)
 
     def clean(self, value: Any, counts: Counter[str] | None = None) -> Any:
         """Redact a JSON-like tree (dicts, lists, strings, numbers); returns a new tree.
 
         Every string in the result has passed :meth:`clean_text`'s post-check, and the token
         that replaces a credential-named key's value is checked too (a user pattern could match
-        it), so the result needs no further :meth:`check`.
+        it), so the result needs no further check.
         """
         if isinstance(value, str):
             return self.clean_text(value, counts)
@@ -239,7 +161,7 @@ class Redactor:
             return cleaned
         if isinstance(value, list | tuple):
             return [self.clean(item, counts) for item in value]
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**12:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**7:
             # A card or phone number sent as a JSON number still counts.
             text = str(value)
             redacted = self.clean_text(text, counts)
@@ -250,26 +172,4 @@ class Redactor:
         kind = self.find(text)
         if kind is not None:
             raise RedactionError(f"pattern {kind!r} still matches after redaction")
-        self._remember_clean(text)
         return text
-
-    def all_clean(self, texts: tuple[str, ...]) -> bool:
-        """Whether no pattern matches any of ``texts`` (remembered per tuple: for fixed keys)."""
-        known = self._all_clean.get(texts)
-        if known is None:
-            known = self._all_clean[texts] = all(self.find(text) is None for text in texts)
-        return known
-
-    def check(self, value: Any) -> None:
-        """Raise :class:`RedactionError` if any string in the tree still matches a pattern."""
-        if isinstance(value, str):
-            kind = self.find(value)
-            if kind is not None:
-                raise RedactionError(f"pattern {kind!r} still matches after redaction")
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                self.check(str(key))
-                self.check(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                self.check(item)

@@ -1,36 +1,38 @@
-"""The sample record's schema (v1) as pydantic models: the reference the record writer is tested
-against, the validator of the rare records :mod:`sidecar.sampling.record` cannot write with plain
-``json``, and the column list the ``samples`` tools and docs follow.
+"""The sample record, schema v1: its one declaration (msgspec), encoder and JSON Schema.
 
-Kept out of ``record.py`` so the long-lived ``run`` process does not import pydantic (~10 MB of
-RSS) for the usual record.
+msgspec was chosen on measurements (``docs/sample-record.md``). The committed JSON Schema
+(``docs/sample-record-v1.schema.json``) is generated from these types
+(``python -m sidecar.sampling.schema``) and drift-tested; ``docs/sample-record.md`` describes
+every field. A change that is not backward compatible needs a new ``schema_version``.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from datetime import datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+import msgspec
 
-from sidecar.sampling.decision import SampleReason
-from sidecar.sampling.record import SCHEMA_VERSION
+SCHEMA_VERSION: Final = 1
+SampleReason = Literal["random", "error", "length", "slow"]
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "sample-record-v1.schema.json"
 
 
-class ToolCallRecord(BaseModel):
-    """A tool call with its streamed argument fragments joined."""
+class ToolCallRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """A tool call, its streamed argument fragments joined."""
 
-    model_config = ConfigDict(extra="forbid")
     id: str | None = None
     type: str = "function"
     name: str = ""
     arguments: str = ""
 
 
-class ChoiceRecord(BaseModel):
+class ChoiceRecord(msgspec.Struct, forbid_unknown_fields=True):
     """One generated choice."""
 
-    model_config = ConfigDict(extra="forbid")
     index: int
     text: str
     reasoning: str | None = None
@@ -38,33 +40,28 @@ class ChoiceRecord(BaseModel):
     tool_calls: list[ToolCallRecord] = []
 
 
-class ErrorRecord(BaseModel):
-    """An error returned by vLLM (HTTP error body or in-band SSE error event)."""
+class ErrorRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """An error from vLLM (an HTTP error body or an in-band SSE error event)."""
 
-    model_config = ConfigDict(extra="forbid")
     message: str
     type: str | None = None
     code: int | str | None = None
 
 
-class ResponseRecord(BaseModel):
-    """The assembled answer, identical in shape for streamed and non-streamed requests."""
+class ResponseRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """The assembled answer, the same shape for streamed and non-streamed requests."""
 
-    model_config = ConfigDict(extra="forbid")
     choices: list[ChoiceRecord] = []
     usage: dict[str, Any] | None = None
     error: ErrorRecord | None = None
     raw: str | None = None
-    """A body of no known shape (plain-text errors, proxy errors), redacted."""
     events: int = 0
     malformed_events: int = 0
     stream_complete: bool | None = None
 
 
-class SampleRecord(BaseModel):
-    """One sampled request/response pair, as written (one JSON line) to the sink."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SampleRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """One sampled request/response pair: one JSON line in the sink."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
     request_id: str
@@ -74,7 +71,6 @@ class SampleRecord(BaseModel):
     stream: bool
     status: int
     error: str | None
-    """Proxy-side failure (``upstream_timeout``, ``client_disconnect`` ...), else None."""
     error_type: str | None
     finish_reason: str | None
     prompt_tokens: int | None
@@ -97,3 +93,32 @@ class SampleRecord(BaseModel):
     truncated: bool
     request: dict[str, Any]
     response: ResponseRecord
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode(record: SampleRecord) -> bytes:
+    """The record as one line of JSON (no newline)."""
+    return _ENCODER.encode(record)
+
+
+def decode(line: bytes | str) -> SampleRecord:
+    """A record from its JSON line, validated (raises ``msgspec.ValidationError``)."""
+    return msgspec.json.decode(line, type=SampleRecord)
+
+
+def json_schema() -> dict[str, Any]:
+    """The record's JSON Schema (draft 2020-12), as committed under ``docs/``."""
+    schema: dict[str, Any] = msgspec.json.schema(SampleRecord)
+    return schema
+
+
+def schema_text() -> str:
+    """:func:`json_schema` as the committed file holds it."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m sidecar.sampling.schema: rewrite the committed schema
+    SCHEMA_FILE.write_text(schema_text())
+    sys.stdout.write(f"wrote {SCHEMA_FILE}\n")

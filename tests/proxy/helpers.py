@@ -6,6 +6,7 @@ import threading
 
 from sidecar.metrics import REGISTRY
 from sidecar.proxy import ProxyServer
+from sidecar.sampling.budget import MemoryBudget
 from sidecar.sampling.exchange import Exchange
 from tests.proxy.fake_vllm import FakeVLLM
 
@@ -19,6 +20,8 @@ class RecordingSampler:
         self.decisions: list[tuple[str, str | None]] = []
         self.offers: list[tuple[Exchange, bool]] = []
         self.offered = threading.Event()
+        self.memory = MemoryBudget(64 << 20)
+        """Never released: a test keeps every offered exchange."""
 
     def head_decision(self, request_id: str, model: str | None) -> bool:
         self.decisions.append((request_id, model))

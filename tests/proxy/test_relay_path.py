@@ -24,6 +24,7 @@ from sidecar.proxy.flight import Flight
 from sidecar.proxy.observe import StreamMeter, shape_for
 from sidecar.proxy.pipe import BACKPRESSURE, ENDED, Pipe
 from sidecar.proxy.upstream import UpstreamConnection, UpstreamError
+from tests.proxy.helpers import RecordingSampler
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 
@@ -87,6 +88,7 @@ def relay(
         assert head.done()
         assert connection.take_early() == b""
         flight = Flight(0.0, 0.0, "POST", "/v1/chat/completions")
+        flight.decide(RecordingSampler(sample=True))  # sampled: the whole body is kept
         meter = StreamMeter(shape_for(flight.endpoint), metrics.INTER_TOKEN_SECONDS.tally())
         request: Any = SimpleNamespace(
             transport=client_socket, protocol=SimpleNamespace(writing_paused=paused)

@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sidecar.sampling.layout import object_key, partition, slug
-from sidecar.sampling.schema import SampleRecord
+from sidecar.sampling.schema import SampleRecord, encode
 
 WORDS = ("alpha", "river", "signal", "token", "garden", "quiet", "bright", "system", "model")
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -173,7 +175,7 @@ def write_objects(
             key = object_key("", part, batch[0]["pod"], first, seq)
             seq += 1
             lines = b"".join(
-                SampleRecord.model_validate(r).model_dump_json().encode() + b"\n" for r in batch
+                encode(msgspec.convert(r, SampleRecord, strict=False)) + b"\n" for r in batch
             )
             path = root / key
             path.parent.mkdir(parents=True, exist_ok=True)

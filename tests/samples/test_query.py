@@ -43,7 +43,7 @@ def _plant_bad_objects(root: Path) -> None:
 
 def test_view_columns_follow_the_record_schema() -> None:
     """Every schema v1 field has an explicit column type, in the schema's order."""
-    assert list(COLUMNS) == list(SampleRecord.model_fields)
+    assert list(COLUMNS) == list(SampleRecord.__struct_fields__)
     assert list(PARTITION_COLUMNS) == ["dt", "hour", "model"]
 
 

@@ -109,9 +109,11 @@ async def test_full_queue_drops_and_counts(tmp_path: Path) -> None:
     for n in range(5):
         pipeline.offer(exchange(f"r{n}"), sampled=True)  # not started: nothing drains the queue
     assert dropped("queue_full") - before == 2
-    big = SamplingPipeline(settings(tmp_path / "b", sample_queue_max_bytes=1000))
+    big = SamplingPipeline(settings(tmp_path / "b", sample_memory_max_bytes=1000))
+    spent = dropped("memory_budget")
     big.offer(exchange("huge", request_body=b"x" * 2000), sampled=True)
-    assert dropped("queue_full") - before == 3
+    assert dropped("memory_budget") - spent == 1
+    assert big.memory.used == 0
 
 
 def test_only_post_exchanges_are_sampled(tmp_path: Path) -> None:
@@ -131,7 +133,7 @@ def test_offer_never_raises(tmp_path: Path) -> None:
     pipeline = SamplingPipeline(settings(tmp_path))
     before = dropped("offer_failed")
     broken = exchange("x")
-    broken.response_chunks = None  # type: ignore[assignment]
+    broken.request_body = None  # type: ignore[assignment]
     pipeline.offer(broken, sampled=True)
     assert dropped("offer_failed") - before == 1
 
