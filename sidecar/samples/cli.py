@@ -145,6 +145,41 @@ def _add_drift(subparsers: Any) -> None:
     _s3_flags(drift)
 
 
+def _add_replay(subparsers: Any) -> None:
+    from sidecar.samples.replay.command import run_replay
+
+    replay = _add(
+        subparsers,
+        "replay",
+        run_replay,
+        "Re-send sampled requests to a candidate; answers stored as a replay run.",
+    )
+    replay.add_argument(
+        "--target", required=True, help="Candidate base URL, e.g. http://green:8000."
+    )
+    _range_flags(replay)
+    replay.add_argument("--where", help="Extra SQL condition over the samples view.")
+    replay.add_argument("--limit", type=int, help="At most this many requests.")
+    replay.add_argument(
+        "--concurrency", type=int, default=4, help="Requests in flight (default 4)."
+    )
+    replay.add_argument("--rate", type=float, help="Requests started per second (default: no cap).")
+    replay.add_argument("--api-key-file", type=Path, help="File holding the target's API key.")
+    replay.add_argument("--out", type=Path, help="Runs directory (default <source>/.replays).")
+    replay.add_argument("--run-id", help="Name of the run (default: derived from the flags).")
+    replay.add_argument("--label", default="candidate", help="deployment of candidate records.")
+    replay.add_argument("--temperature", type=float, help="Override every request's temperature.")
+    replay.add_argument("--seed", type=int, help="Override every request's seed.")
+    replay.add_argument("--target-model", help="Override the model name sent.")
+    replay.add_argument("--timeout", type=float, default=300.0, help="Per request, seconds.")
+    replay.add_argument(
+        "--retry-interrupted",
+        action="store_true",
+        help="On resume, re-send requests in flight when the last run stopped (at least once).",
+    )
+    replay.add_argument("--no-progress", action="store_true", help="No progress bar or lines.")
+
+
 def register(subparsers: Any) -> None:
     """Add ``samples`` and its subcommands to the top-level parser."""
     samples = subparsers.add_parser(
@@ -180,3 +215,4 @@ def register(subparsers: Any) -> None:
     export.add_argument("--seed", type=int, default=0, help="Seed of --order random.")
 
     _add_drift(actions)
+    _add_replay(actions)
