@@ -180,6 +180,35 @@ def _add_replay(subparsers: Any) -> None:
     replay.add_argument("--no-progress", action="store_true", help="No progress bar or lines.")
 
 
+def _add_compare(subparsers: Any) -> None:
+    from sidecar.samples.compare.command import run_compare
+    from sidecar.samples.compare.signals import PAIRED_SIGNAL_NAMES
+
+    compare = _add(
+        subparsers,
+        "compare",
+        run_compare,
+        "Pair a replay run with its originals; exit 3 on a regression (a CI gate).",
+    )
+    compare.add_argument(
+        "run", metavar="RUN", help="Replay run id (under <source>/.replays) or dir."
+    )
+    compare.add_argument("--report", type=commands.resolve_report, help="HTML report path.")
+    compare.add_argument("--json", type=Path, default=None, help="Also write the result as JSON.")
+    compare.add_argument("--config", type=Path, help="YAML thresholds, as for drift.")
+    compare.add_argument("--alpha", type=float, help="Family-wise significance (default 0.05).")
+    compare.add_argument("--min-samples", type=int, help="Pairs needed per signal (default 50).")
+    compare.add_argument("--min-share-change", type=float, help="Flips: smallest net share (0.01).")
+    compare.add_argument(
+        "--min-relative-change", type=float, help="Ratios: smallest typical change (0.1 = 10%%)."
+    )
+    compare.add_argument("--refusal-opening", action="append", default=[], help="Extra opening.")
+    compare.add_argument(
+        "--disable-signal", action="append", choices=PAIRED_SIGNAL_NAMES, help="Leave one out."
+    )
+    compare.set_defaults(min_psi=None)
+
+
 def register(subparsers: Any) -> None:
     """Add ``samples`` and its subcommands to the top-level parser."""
     samples = subparsers.add_parser(
@@ -216,3 +245,4 @@ def register(subparsers: Any) -> None:
 
     _add_drift(actions)
     _add_replay(actions)
+    _add_compare(actions)
