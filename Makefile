@@ -17,7 +17,7 @@ deps: system-deps $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,fast,review]'
+	$(BIN)/pip install --quiet -e '.[test,fast,review,semantic]'
 	touch $@
 
 system-deps:

@@ -27,13 +27,20 @@ def _guarded(handler: Handler) -> Handler:
         from sidecar.samples.manifest import CacheBusyError
         from sidecar.samples.output import OutputError
         from sidecar.samples.pull import PullError
+        from sidecar.samples.semantic.embed import SemanticUnavailable
         from sidecar.samples.source import SourceError
         from sidecar.samples.timespec import TimeSpecError
 
         prefix = f"vllm-sidecar samples {args.command_name}"
         try:
             return handler(args)
-        except (SourceError, TimeSpecError, DriftConfigError, OutputError) as exc:
+        except (
+            SourceError,
+            TimeSpecError,
+            DriftConfigError,
+            OutputError,
+            SemanticUnavailable,
+        ) as exc:
             print(f"{prefix}: {exc}", file=sys.stderr)
             return commands.EXIT_USAGE
         except (PullError, CacheBusyError) as exc:
@@ -91,6 +98,19 @@ def _add(subparsers: Any, name: str, handler: Handler, help_text: str) -> argpar
     return parser
 
 
+def _semantic_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="Add embedding-based signals (needs the [semantic] extra; local model, no network).",
+    )
+    parser.add_argument(
+        "--min-semantic-shift",
+        type=float,
+        help="Smallest share of embedding variance between the two sides (default 0.01).",
+    )
+
+
 def _add_drift(subparsers: Any) -> None:
     from sidecar.samples.drift.signals import SIGNAL_NAMES
 
@@ -142,6 +162,7 @@ def _add_drift(subparsers: Any) -> None:
         help="Exit 4 when no signal has enough data (for scheduled runs).",
     )
     drift.add_argument("--pull", action="store_true", help="Pull the windows' range first.")
+    _semantic_flags(drift)
     _s3_flags(drift)
 
 
@@ -205,6 +226,13 @@ def _add_compare(subparsers: Any) -> None:
     compare.add_argument("--refusal-opening", action="append", default=[], help="Extra opening.")
     compare.add_argument(
         "--disable-signal", action="append", choices=PAIRED_SIGNAL_NAMES, help="Leave one out."
+    )
+    _semantic_flags(compare)
+    compare.add_argument(
+        "--min-similarity",
+        type=float,
+        default=0.9,
+        help="--semantic: the typical pair must be at least this similar (default 0.9).",
     )
     compare.set_defaults(min_psi=None)
 

@@ -56,7 +56,7 @@ async def _replay(source: Path, run_dir: Path, target: str) -> None:
 def _compare(source: Path, run: str, tmp_path: Path) -> tuple[int, dict[str, object]]:
     out = tmp_path / f"{run}.json"
     report = tmp_path / f"{run}.html"
-    argv = ["samples", "compare", "--source", str(source), run]
+    argv = ["samples", "compare", "--source", str(source), run, "--semantic"]
     code = main([*argv, "--json", str(out), "--report", str(report)])
     assert report.read_text().startswith("<!doctype html>")
     return code, json.loads(out.read_text())
@@ -80,11 +80,17 @@ async def test_same_model_passes_and_a_changed_one_fails_the_gate(
     code, same = _compare(originals, "same", tmp_path)
     assert same["pairs"] == PROMPTS
     assert code == 0, _regressions(same)
+    signals = same["signals"]
+    assert isinstance(signals, list)
+    similarity = {signal["name"]: signal for signal in signals}["semantic_similarity"]
+    assert similarity["status"] == "ok"
+    assert similarity["candidate"].startswith("median 1.000")
 
     await _replay(originals, originals / ".replays" / "changed", backends.candidate)
     code, changed = _compare(originals, "changed", tmp_path)
     assert code == 3
-    assert {"output_chars", "completion_tokens", "length_cutoff"} <= _regressions(changed)
+    named = {"output_chars", "completion_tokens", "length_cutoff", "semantic_similarity"}
+    assert named <= _regressions(changed)
     report = (tmp_path / "changed.html").read_text()
     assert "Worst pairs" in report
     assert "now cut off by length" in report

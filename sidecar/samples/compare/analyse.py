@@ -13,9 +13,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sidecar.samples.compare.pairs import Pairs
-from sidecar.samples.compare.signals import PAIRED_SIGNALS, PairedResult
+from sidecar.samples.compare.signals import (
+    PAIRED_SIGNALS,
+    SEMANTIC,
+    PairedResult,
+    semantic_signal,
+)
 from sidecar.samples.drift.config import DriftConfig
 from sidecar.samples.drift.stats import holm
+from sidecar.samples.semantic.similarity import DEFAULT_MIN_SIMILARITY
 
 Verdict = Literal["regression", "no regression", "not enough data"]
 EXIT_NO_REGRESSION = 0
@@ -80,13 +86,17 @@ class CompareResult:
         }
 
 
-def evaluate_pairs(pairs: Pairs, config: DriftConfig) -> list[PairedResult]:
+def evaluate_pairs(
+    pairs: Pairs, config: DriftConfig, min_similarity: float = DEFAULT_MIN_SIMILARITY
+) -> list[PairedResult]:
     """Every enabled paired signal, Holm-adjusted together, with its status."""
     results = [
         evaluate(pairs, config)
         for spec, evaluate in PAIRED_SIGNALS
         if spec.name not in config.disabled_signals
     ]
+    if pairs.similarity is not None and SEMANTIC.name not in config.disabled_signals:
+        results.append(semantic_signal(pairs, config, min_similarity))
     judged = [result for result in results if result.enough_data]
     for result, adjusted in zip(judged, holm([r.p_value for r in judged]), strict=True):
         result.p_adjusted = adjusted
@@ -100,9 +110,14 @@ def evaluate_pairs(pairs: Pairs, config: DriftConfig) -> list[PairedResult]:
     return results
 
 
-def analyse(run_id: str, pairs: Pairs, config: DriftConfig) -> CompareResult:
+def analyse(
+    run_id: str,
+    pairs: Pairs,
+    config: DriftConfig,
+    min_similarity: float = DEFAULT_MIN_SIMILARITY,
+) -> CompareResult:
     """Compare the pairs of one replay run."""
-    return CompareResult(run_id, pairs, config, evaluate_pairs(pairs, config))
+    return CompareResult(run_id, pairs, config, evaluate_pairs(pairs, config, min_similarity))
 
 
 def exit_code(result: CompareResult) -> int:

@@ -7,9 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from sidecar.samples.compare.analyse import analyse, exit_code
-from sidecar.samples.compare.pairs import load_pairs
+from sidecar.samples.compare.pairs import Pairs, load_pairs
 from sidecar.samples.replay.command import RUNS_DIR
+from sidecar.samples.semantic.embed import Embedder
+from sidecar.samples.semantic.similarity import pair_similarity
 from sidecar.samples.source import SourceError, resolve_source
 
 TABLE_WIDTH = 150
@@ -31,11 +36,24 @@ def run_dir_for(source_root: Path, run: str) -> Path:
     raise SourceError(f"no replay run {run!r} (neither a directory nor under {candidate.parent})")
 
 
+def answer_similarity(pairs: Pairs, embedder: Embedder) -> npt.NDArray[np.float64]:
+    """Cosine similarity per pair where both answers are ok (NaN elsewhere)."""
+    both = pairs.baseline.ok & pairs.candidate.ok
+    similarity = np.full(pairs.size, np.nan)
+    index = np.flatnonzero(both)
+    similarity[index] = pair_similarity(
+        [pairs.baseline_text[i] for i in index],
+        [pairs.candidate_text[i] for i in index],
+        embedder,
+    )
+    return similarity
+
+
 def run_compare(args: argparse.Namespace) -> int:
     """``compare --source ... RUN``."""
     from rich.console import Console
 
-    from sidecar.samples.commands import _drift_config, report_skipped
+    from sidecar.samples.commands import _drift_config, _embedder, report_skipped
     from sidecar.samples.compare.report import write_report
     from sidecar.samples.compare.table import verdict_table
     from sidecar.samples.progress import status
@@ -43,9 +61,12 @@ def run_compare(args: argparse.Namespace) -> int:
     config = _drift_config(args)
     source = resolve_source(args.source, args.cache)
     run_dir = run_dir_for(source.root, args.run)
+    embedder = _embedder(args)
     with status("compare: pairing baseline and candidate answers ..."):
         pairs = load_pairs(source.root, run_dir, config.refusal_openings)
-        result = analyse(run_dir.name, pairs, config)
+        if embedder is not None:
+            pairs.similarity = answer_similarity(pairs, embedder)
+        result = analyse(run_dir.name, pairs, config, args.min_similarity)
     report_skipped(pairs.skipped, "compare")
     if pairs.unpaired_candidates:
         _err(f"compare: {pairs.unpaired_candidates} candidate answers have no original; ignored")

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from sidecar.samples.dataset import open_dataset
 from sidecar.samples.drift.observe import Observations, observations
 from sidecar.samples.prompts import load_request, prompt_text
@@ -27,7 +30,7 @@ FROM samples
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pairs:
     """Aligned baseline/candidate observations plus what the report shows of each pair."""
 
@@ -39,6 +42,8 @@ class Pairs:
     candidate_text: list[str]
     unpaired_candidates: int
     skipped: list[Skipped]
+    similarity: npt.NDArray[np.float64] | None = None
+    """Per-pair cosine similarity of the answers (``--semantic``), NaN where a side failed."""
 
     @property
     def size(self) -> int:

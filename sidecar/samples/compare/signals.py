@@ -29,7 +29,7 @@ import numpy.typing as npt
 from sidecar.samples.compare.pairs import Pairs
 from sidecar.samples.drift.config import DriftConfig
 
-Kind = Literal["ratio", "flip"]
+Kind = Literal["ratio", "flip", "similarity"]
 Worse = Literal["up", "down", "either"]
 Status = Literal["regression", "improved", "ok", "insufficient"]
 FloatArray = npt.NDArray[np.float64]
@@ -75,6 +75,8 @@ class PairedResult:
 
     @property
     def large_enough(self) -> bool:
+        if self.spec.kind == "similarity":
+            return self.effect < 0  # the median itself is below the floor
         return abs(self.effect) >= self.effect_threshold
 
     @property
@@ -232,4 +234,28 @@ PAIRED_SIGNALS: tuple[tuple[PairedSpec, Evaluator], ...] = (
         ),
     ),
 )
-PAIRED_SIGNAL_NAMES = tuple(spec.name for spec, _ in PAIRED_SIGNALS)
+SEMANTIC = PairedSpec(
+    "semantic_similarity", "Answer meaning (cosine similarity)", "similarity", "down", "both ok"
+)
+PAIRED_SIGNAL_NAMES = (*(spec.name for spec, _ in PAIRED_SIGNALS), SEMANTIC.name)
+
+
+def semantic_signal(pairs: Pairs, config: DriftConfig, floor: float) -> PairedResult:
+    """Is the typical pair less similar than ``floor``? (see :mod:`..semantic.similarity`)."""
+    from sidecar.samples.semantic.similarity import below_floor_p
+
+    result = PairedResult(SEMANTIC, test="sign test")
+    similarity = pairs.similarity if pairs.similarity is not None else np.empty(0)
+    values = similarity[~np.isnan(similarity)]
+    result.n = int(values.size)
+    result.effect_threshold = 0.0
+    if result.n < config.min_samples:
+        return _insufficient(result, config)
+    median = float(np.median(values))
+    result.p_value = below_floor_p(values, floor)
+    result.effect = median - floor
+    result.baseline_text = f"floor {floor:g}"
+    result.candidate_text = f"median {median:.3f} · p10 {float(np.quantile(values, 0.1)):.3f}"
+    result.change_text = f"{float(np.mean(values < floor)) * 100:.0f}% of pairs below the floor"
+    result.log_ratios = values
+    return result

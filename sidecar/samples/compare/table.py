@@ -26,6 +26,8 @@ def effect_text(signal: PairedResult) -> str:
     """``ratio x0.42 (min ±10%)`` or ``+12.0 pp (min 1)``."""
     if not signal.enough_data:
         return "-"
+    if signal.spec.kind == "similarity":
+        return f"median {signal.effect:+.3f} vs floor"
     if signal.spec.kind == "ratio":
         return f"{signal.effect * 100:+.0f}% (min ±{signal.effect_threshold * 100:g}%)"
     return f"{signal.effect * 100:+.1f} pp (min {signal.effect_threshold * 100:g})"
