@@ -59,7 +59,6 @@ async def test_replay_honours_concurrency_and_rate_and_stores_a_queryable_run(
     assert front.most_in_flight == 3
     starts = sorted(item.started for item in front.seen)
     measured_rate = (len(starts) - 1) / (starts[-1] - starts[0])
-    print(f"measured: {measured_rate:.2f} req/s, most in flight {front.most_in_flight}")
     assert measured_rate <= 10.0 * 1.05
     # no bursts: any 10 consecutive intervals span about a second (arrival jitter allowed)
     spans = [starts[i + 10] - starts[i] for i in range(len(starts) - 10)]
@@ -75,6 +74,7 @@ async def test_replay_honours_concurrency_and_rate_and_stores_a_queryable_run(
     row = json.loads(capsys.readouterr().out.splitlines()[0])
     assert row["n"] == row["ids"] == row["t"] == row["u"] == 40
     assert row["m"] > 0
+    print(f"measured: {measured_rate:.2f} req/s, most in flight {front.most_in_flight}")
 
 
 async def test_replay_never_contacts_another_host(
@@ -128,6 +128,10 @@ async def test_resume_after_kill_9_sends_nothing_twice(tmp_path: Path, backend: 
     assert set(records) | _in_flight(run_dir, records) == set(counts)
     assert len(records) >= 30 - 2
     assert "not re-sent (at most once)" in resumed.stderr
+    print(
+        f"kill -9 after {first_run} requests reached the target; resumed: {len(counts)} distinct, "
+        f"{len(records)} answered, {len(_in_flight(run_dir, records))} in flight left out"
+    )
 
 
 def _answers(run_dir: Path) -> dict[str, Any]:
