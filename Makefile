@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(CHECK_PYTHON)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,fast,review]'
+	$(BIN)/pip install --quiet -e '.[test,fast,review,semantic]'
 	touch $@
 
 system-deps:

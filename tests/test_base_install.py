@@ -99,6 +99,8 @@ def test_a_command_that_needs_the_review_extra_names_it(
         "show": ["abc"],
         "export": [],
         "drift": ["--baseline", "last:7d", "--current", "last:1d"],
+        "replay": ["--target", "http://127.0.0.1:9"],
+        "compare": ["some-run"],
     }[command]
     result = _run(base_venv, "samples", command, "--source", str(tmp_path), *extra_args)
     assert result.returncode == 2

@@ -39,6 +39,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "show": ("duckdb",),
     "export": ("duckdb",),
     "drift": ("duckdb", "numpy", "scipy", "matplotlib"),
+    "replay": ("duckdb",),
+    "compare": ("duckdb", "numpy", "scipy", "matplotlib"),
 }
 """Subcommand -> the modules of the ``review`` extra it imports (``pull`` needs only boto3)."""
 
@@ -51,6 +53,7 @@ def _guarded(handler: Handler) -> Handler:
         from sidecar.samples.manifest import CacheBusyError
         from sidecar.samples.output import OutputError
         from sidecar.samples.pull import PullError
+        from sidecar.samples.semantic.errors import SemanticUnavailable
         from sidecar.samples.source import SourceError
         from sidecar.samples.timespec import TimeSpecError
 
@@ -58,7 +61,13 @@ def _guarded(handler: Handler) -> Handler:
         require(prefix, "review", NEEDS[args.command_name])
         try:
             return handler(args)
-        except (SourceError, TimeSpecError, DriftConfigError, OutputError) as exc:
+        except (
+            SourceError,
+            TimeSpecError,
+            DriftConfigError,
+            OutputError,
+            SemanticUnavailable,
+        ) as exc:
             print(f"{prefix}: {exc}", file=sys.stderr)
             return commands.EXIT_USAGE
         except (PullError, CacheBusyError) as exc:
@@ -116,6 +125,19 @@ def _add(subparsers: Any, name: str, handler: Handler, help_text: str) -> argpar
     return parser
 
 
+def _semantic_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="Add embedding-based signals (needs the [semantic] extra; local model, no network).",
+    )
+    parser.add_argument(
+        "--min-semantic-shift",
+        type=float,
+        help="Smallest share of embedding variance between the two sides (default 0.01).",
+    )
+
+
 def _add_drift(subparsers: Any) -> None:
     from sidecar.samples.drift.names import SIGNAL_NAMES
 
@@ -167,7 +189,88 @@ def _add_drift(subparsers: Any) -> None:
         help="Exit 4 when no signal has enough data (for scheduled runs).",
     )
     drift.add_argument("--pull", action="store_true", help="Pull the windows' range first.")
+    _semantic_flags(drift)
     _s3_flags(drift)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from sidecar.samples.replay.command import run_replay
+
+    return run_replay(args)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from sidecar.samples.compare.command import run_compare
+
+    return run_compare(args)
+
+
+def _add_replay(subparsers: Any) -> None:
+    replay = _add(
+        subparsers,
+        "replay",
+        _run_replay,
+        "Re-send sampled requests to a candidate; answers stored as a replay run.",
+    )
+    replay.add_argument(
+        "--target", required=True, help="Candidate base URL, e.g. http://green:8000."
+    )
+    _range_flags(replay)
+    replay.add_argument("--where", help="Extra SQL condition over the samples view.")
+    replay.add_argument("--limit", type=int, help="At most this many requests.")
+    replay.add_argument(
+        "--concurrency", type=int, default=4, help="Requests in flight (default 4)."
+    )
+    replay.add_argument("--rate", type=float, help="Requests started per second (default: no cap).")
+    replay.add_argument("--api-key-file", type=Path, help="File holding the target's API key.")
+    replay.add_argument("--out", type=Path, help="Runs directory (default <source>/.replays).")
+    replay.add_argument("--run-id", help="Name of the run (default: derived from the flags).")
+    replay.add_argument("--label", default="candidate", help="deployment of candidate records.")
+    replay.add_argument("--temperature", type=float, help="Override every request's temperature.")
+    replay.add_argument("--seed", type=int, help="Override every request's seed.")
+    replay.add_argument("--target-model", help="Override the model name sent.")
+    replay.add_argument("--timeout", type=float, default=300.0, help="Per request, seconds.")
+    replay.add_argument(
+        "--retry-interrupted",
+        action="store_true",
+        help="On resume, re-send requests in flight when the last run stopped (at least once).",
+    )
+    replay.add_argument("--no-progress", action="store_true", help="No progress bar or lines.")
+
+
+def _add_compare(subparsers: Any) -> None:
+    from sidecar.samples.compare.names import PAIRED_SIGNAL_NAMES
+
+    compare = _add(
+        subparsers,
+        "compare",
+        _run_compare,
+        "Pair a replay run with its originals; exit 3 on a regression (a CI gate).",
+    )
+    compare.add_argument(
+        "run", metavar="RUN", help="Replay run id (under <source>/.replays) or dir."
+    )
+    compare.add_argument("--report", type=commands.resolve_report, help="HTML report path.")
+    compare.add_argument("--json", type=Path, default=None, help="Also write the result as JSON.")
+    compare.add_argument("--config", type=Path, help="YAML thresholds, as for drift.")
+    compare.add_argument("--alpha", type=float, help="Family-wise significance (default 0.05).")
+    compare.add_argument("--min-samples", type=int, help="Pairs needed per signal (default 50).")
+    compare.add_argument("--min-share-change", type=float, help="Flips: smallest net share (0.01).")
+    compare.add_argument(
+        "--min-relative-change", type=float, help="Ratios: smallest typical change (0.1 = 10%%)."
+    )
+    compare.add_argument("--refusal-opening", action="append", default=[], help="Extra opening.")
+    compare.add_argument(
+        "--disable-signal", action="append", choices=PAIRED_SIGNAL_NAMES, help="Leave one out."
+    )
+    _semantic_flags(compare)
+    compare.add_argument(
+        "--min-similarity",
+        type=float,
+        default=0.9,
+        help="--semantic: the typical pair must be at least this similar (default 0.9).",
+    )
+    compare.set_defaults(min_psi=None)
 
 
 def register(subparsers: Any) -> None:
@@ -209,3 +312,5 @@ def register(subparsers: Any) -> None:
     export.add_argument("--seed", type=int, default=0, help="Seed of --order random.")
 
     _add_drift(actions)
+    _add_replay(actions)
+    _add_compare(actions)

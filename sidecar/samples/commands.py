@@ -217,9 +217,19 @@ def _drift_config(args: argparse.Namespace) -> Any:
         min_psi=args.min_psi,
         min_share_change=args.min_share_change,
         min_relative_change=args.min_relative_change,
+        min_semantic_shift=getattr(args, "min_semantic_shift", None),
         refusal_openings=openings,
         disabled_signals=args.disable_signal or None,
     )
+
+
+def _embedder(args: argparse.Namespace) -> Any:
+    """The local embedding model when ``--semantic`` asks for it (fails fast without the extra)."""
+    if not getattr(args, "semantic", False):
+        return None
+    from sidecar.samples.semantic.embed import load_embedder
+
+    return load_embedder()
 
 
 def run_drift(args: argparse.Namespace) -> int:
@@ -247,8 +257,13 @@ def run_drift(args: argparse.Namespace) -> int:
         if pulled != EXIT_OK:
             _err("drift: the pull did not complete; comparing what is cached")
     source = _source(args)
+    embedder = _embedder(args)
     with status("drift: loading samples and comparing windows ..."):
         result, skipped = compare(source.root, baseline, current, config)
+        if embedder is not None:
+            from sidecar.samples.semantic.drift import add_semantic_signals
+
+            add_semantic_signals(result, source.root, baseline, current, embedder)
     report_skipped(skipped, "drift")
     print_result(result, Console(width=None if sys.stdout.isatty() else TABLE_WIDTH))
     if args.report is not None:

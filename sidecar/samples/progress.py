@@ -137,3 +137,100 @@ def status(message: str) -> Iterator[None]:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
     yield
+
+
+class CountProgress(Protocol):
+    """Progress over a known number of items (``replay``'s requests)."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, failed: bool = False) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class SilentCount:
+    """Reports nothing."""
+
+    def start(self, total: int) -> None:
+        del total
+
+    def advance(self, failed: bool = False) -> None:
+        del failed
+
+    def finish(self) -> None:
+        pass
+
+
+class PlainCount:
+    """``label: done/total (n failed)`` every couple of seconds and at the end."""
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.total = self.done = self.failed = 0
+        self._last = 0.0
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self._last = time.monotonic()
+        self._line()
+
+    def advance(self, failed: bool = False) -> None:
+        self.done += 1
+        self.failed += failed
+        if time.monotonic() - self._last >= PLAIN_INTERVAL_SECONDS:
+            self._last = time.monotonic()
+            self._line()
+
+    def finish(self) -> None:
+        self._line()
+
+    def _line(self) -> None:
+        self.stream.write(f"{self.label}: {self.done}/{self.total} ({self.failed} failed)\n")
+        self.stream.flush()
+
+
+class RichCount:
+    """A live bar with the count, the rate and the time left."""
+
+    def __init__(self, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self._task: Any = None
+        self._failed = 0
+
+    def start(self, total: int) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task("count", total=total, failed=0)
+
+    def advance(self, failed: bool = False) -> None:
+        self._failed += failed
+        self._progress.update(self._task, advance=1, failed=self._failed)
+
+    def finish(self) -> None:
+        self._progress.stop()
+
+
+def count_progress(label: str, enabled: bool | None) -> CountProgress:
+    """Like :func:`pull_progress`, for a count of items."""
+    if enabled is False:
+        return SilentCount()
+    if sys.stderr.isatty():
+        return RichCount(label)
+    return PlainCount(label)

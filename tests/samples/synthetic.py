@@ -55,10 +55,21 @@ def _text(rng: random.Random, tokens: int) -> str:
 
 
 def make_record(
-    rng: random.Random, traffic: Traffic, index: int, started: float, tag: str = "r"
+    rng: random.Random,
+    traffic: Traffic,
+    index: int,
+    started: float,
+    tag: str = "r",
+    json_prompt: bool | None = None,
 ) -> dict[str, Any]:
-    """One record as the sidecar would write it (plain JSON data)."""
+    """One record as the sidecar would write it (plain JSON data).
+
+    ``json_prompt`` fixes whether the prompt asks for JSON (paired data: the same prompt answered
+    twice); the draw is made either way so the rest of the stream does not shift.
+    """
     wants_json = rng.random() < traffic.json_share
+    if json_prompt is not None:
+        wants_json = json_prompt
     failed = rng.random() < traffic.error_share
     refused = rng.random() < traffic.refusal_share
     empty = rng.random() < traffic.empty_share

@@ -38,6 +38,8 @@ class DriftConfig:
     min_relative_change: float = 0.1
     """Distributions also need their median or p90 to move by this fraction (0.1 = 10%):
     PSI is scale-free, so a 2 ms shift of a tight latency distribution can look large."""
+    min_semantic_shift: float = 0.01
+    """Semantic signals: smallest share of the embeddings' variance lying between the windows."""
     psi_bins: int = 10
     """Quantile bins of the baseline used for PSI."""
     refusal_openings: tuple[str, ...] = DEFAULT_REFUSAL_OPENINGS
@@ -68,7 +70,13 @@ class DriftConfig:
     def with_changes(self, **changes: Any) -> DriftConfig:
         """A copy with the given (non-None) fields changed, validated."""
         given = {key: value for key, value in changes.items() if value is not None}
-        for name in ("alpha", "min_psi", "min_share_change", "min_relative_change"):
+        for name in (
+            "alpha",
+            "min_psi",
+            "min_share_change",
+            "min_relative_change",
+            "min_semantic_shift",
+        ):
             if name in given:
                 given[name] = _number(name, given[name], float)
         for name in ("min_samples", "psi_bins"):

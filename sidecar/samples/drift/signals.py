@@ -27,7 +27,7 @@ from sidecar.samples.drift import stats
 from sidecar.samples.drift.config import DriftConfig
 from sidecar.samples.drift.observe import Observations
 
-Kind = Literal["distribution", "proportion", "mix"]
+Kind = Literal["distribution", "proportion", "mix", "semantic"]
 Status = Literal["drift", "ok", "insufficient"]
 Mask = npt.NDArray[np.bool_]
 

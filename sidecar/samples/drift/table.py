@@ -27,6 +27,8 @@ def effect_text(signal: SignalResult) -> str:
         return "-"
     if signal.spec.kind == "proportion":
         return f"{signal.effect * 100:.1f} pp (min {signal.effect_threshold * 100:g})"
+    if signal.spec.kind == "semantic":
+        return f"shift {signal.effect * 100:.1f}% (min {signal.effect_threshold * 100:g}%)"
     return f"PSI {signal.effect:.2f} (min {signal.effect_threshold:g})"
 
 
