@@ -14,6 +14,7 @@ import argparse
 import difflib
 import importlib
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -237,9 +238,23 @@ def _reject_unknown(
     leaf.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
+def _glue_negative_values(words: Sequence[str]) -> list[str]:
+    """``--flag -1s`` -> ``--flag=-1s``: argparse takes ``-1s`` for an option and answers
+    "expected one argument"; no option starts with a digit, so the value reaches its check and
+    the user reads what is wrong with it."""
+    glued: list[str] = []
+    for word in words:
+        previous = glued[-1] if glued else ""
+        if re.match(r"-\.?\d", word) and previous.startswith("--") and "=" not in previous:
+            glued[-1] = f"{previous}={word}"
+        else:
+            glued.append(word)
+    return glued
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    words = sys.argv[1:] if argv is None else argv
+    words = _glue_negative_values(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_word(words))
     args, unknown = parser.parse_known_args(words)
     if unknown:

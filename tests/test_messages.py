@@ -213,3 +213,33 @@ def test_a_misspelt_flag_gets_a_did_you_mean() -> None:
         "samples", "drift", "--source", ".", "--baseline", "a", "--current", "b", "--alhpa", "1"
     )
     assert "did you mean --alpha?" in nested.stderr
+
+
+@pytest.mark.parametrize("url", ["ftp://vllm:8000", "http://", "nope://x"])
+def test_a_url_with_the_wrong_scheme_gets_a_sensible_example(url: str) -> None:
+    """Only a bare host:port is offered back with http:// in front ("http://ftp://..." is not)."""
+    result = _cli("check-config", "--upstream", url)
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert f"http://{url}" not in line, line
+    assert "such as http://host:8000" in line, line
+    assert line.count(repr(url)) == 1, line
+
+
+@pytest.mark.parametrize("value", ["-1s", "-5m", "-0.5"])
+def test_a_negative_duration_is_named_as_a_bad_value(value: str) -> None:
+    """argparse took '-1s' for an option ("expected one argument"): the value's check answers."""
+    result = _cli("check-config", "--scrape-interval", value)
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert "expected one argument" not in line, line
+    assert line.startswith("vllm-sidecar: invalid config: scrape_interval:"), line
+    assert repr(value) in line, line
+
+
+def test_a_misspelt_alert_name_gets_a_did_you_mean() -> None:
+    """One close alert name, not a list of twenty to compare letter by letter."""
+    for flag, value in (("--alert-thresholds", "0.9"), ("--alert-for", '"5m"')):
+        result = _cli("check-config", flag, f'{{"VLLMKVCacheSaturaton": {value}}}')
+        assert result.returncode == 2
+        assert "did you mean VLLMKVCacheSaturation?" in result.stderr, result.stderr
