@@ -256,3 +256,18 @@ def test_a_yaml_syntax_error_is_one_line_naming_the_file_and_line(tmp_path: Path
     assert str(config) in lines[0]
     assert "line 3, column 1" in lines[0], lines[0]
     assert "<unicode string>" not in lines[0]
+
+
+def test_alert_rules_check_names_the_command_the_user_typed(tmp_path: Path) -> None:
+    """The remedy for stale rules is `vllm-sidecar alert-rules`, not a developer's module path."""
+    out = tmp_path / "rules"
+    assert _cli("alert-rules", "--out-dir", str(out)).returncode == 0
+    with (out / "vllm-sidecar.rules.yaml").open("a", encoding="utf-8") as rules:
+        rules.write("# edited\n")
+    stale = _cli("alert-rules", "--out-dir", str(out), "--check")
+    assert stale.returncode == 1
+    assert "run vllm-sidecar alert-rules without --check" in stale.stdout, stale.stdout
+    assert "python -m" not in stale.stdout
+    lonely = _cli("alert-rules", "--check")
+    assert lonely.returncode == 2
+    assert lonely.stderr.startswith("vllm-sidecar alert-rules: --check needs --out-dir")
