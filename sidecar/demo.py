@@ -361,7 +361,12 @@ def _main(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``demo`` to the command line."""
     parser = subparsers.add_parser(
-        "demo", help="Emulated vLLM + sidecar + load: normal -> saturation -> recovery."
+        "demo",
+        help="Emulated vLLM + sidecar + load: normal -> saturation -> recovery.",
+        description="Start the vLLM emulator (a small KV pool), a sidecar in front of it and a "
+        "load generator walking normal -> saturation -> recovery, with a live view; no GPU. "
+        "Listens on 127.0.0.1 (8000, 8080, 9400, or free ports when taken). Ends by printing "
+        "commands to look at what it recorded.",
     )
     parser.add_argument(
         "--duration",
@@ -378,9 +383,22 @@ def register(subparsers: Any) -> None:
         help="Length of one normal/saturation/recovery walk (default 120).",
     )
     parser.add_argument(
-        "--sample-rate", type=float, default=0.2, help="Higher than production so files appear."
+        "--sample-rate",
+        type=float,
+        default=0.2,
+        metavar="RATE",
+        help="Share of requests recorded; higher than production so files appear (default 0.2).",
     )
-    parser.add_argument("--samples-dir", default="./samples-data", help="Local sample sink.")
-    parser.add_argument("--workdir", default="./.demo", help="Spool and scratch files.")
-    parser.add_argument("--seed", type=int, default=0, help="Emulator seed (deterministic text).")
+    parser.add_argument(
+        "--samples-dir",
+        default="./samples-data",
+        metavar="DIR",
+        help="Local sample sink (default ./samples-data).",
+    )
+    parser.add_argument(
+        "--workdir", default="./.demo", metavar="DIR", help="Spool files (default ./.demo)."
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="Emulator seed (deterministic text)."
+    )
     parser.set_defaults(func=_main)

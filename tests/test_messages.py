@@ -271,3 +271,27 @@ def test_alert_rules_check_names_the_command_the_user_typed(tmp_path: Path) -> N
     lonely = _cli("alert-rules", "--check")
     assert lonely.returncode == 2
     assert lonely.stderr.startswith("vllm-sidecar alert-rules: --check needs --out-dir")
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["run", "check-config", "top", "emulate", "loadgen", "demo", "alert-rules", "samples"],
+)
+def test_every_subcommand_help_says_what_it_does(command: str) -> None:
+    """A paragraph between the usage and the options (`demo --help` had none)."""
+    result = _cli(command, "--help")
+    assert result.returncode == 0
+    before_options = re.split(r"\n(?:options|positional arguments):\n", result.stdout)[0]
+    description = before_options.split("\n\n", 1)[1] if "\n\n" in before_options else ""
+    assert len(description.split()) >= 8, result.stdout[:600]
+
+
+def test_demo_help_gives_every_option_text_and_a_readable_metavar() -> None:
+    """No `--sample-rate SAMPLE_RATE` without its default."""
+    options = _option_help(_cli("demo", "--help").stdout)
+    assert set(options) >= {"--duration", "--cycle", "--sample-rate", "--samples-dir", "--seed"}
+    for flag, text in options.items():
+        assert text.strip(), flag
+        assert flag.upper().lstrip("-").replace("-", "_") not in text, (flag, text)
+    assert "default 0.2" in options["--sample-rate"]
+    assert "default ./samples-data" in options["--samples-dir"]
