@@ -95,3 +95,12 @@ def test_the_commands_the_demo_prints_work_when_pasted(tmp_path: Path) -> None:
     baseline, current = re.findall(r"(\d+) random samples", drift)[:2]
     assert int(baseline) > 0, drift[:500]
     assert int(current) > 0, drift[:500]
+
+
+def test_what_the_demo_and_its_printed_commands_write_is_ignored_by_git() -> None:
+    """After `make demo` in a checkout, pasting its commands leaves `git status` clean: the sink,
+    the spool and the drift report (`samples drift` writes drift-report.html by default)."""
+    root = Path(__file__).parents[1]
+    ignored = (root / ".gitignore").read_text(encoding="utf-8").splitlines()
+    for written in ("/samples-data/", "/.demo/", "/drift-report.html"):
+        assert written in ignored, written
