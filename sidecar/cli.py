@@ -14,6 +14,7 @@ import argparse
 import difflib
 import importlib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -252,8 +253,8 @@ def _glue_negative_values(words: Sequence[str]) -> list[str]:
     return glued
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script."""
+def _dispatch(argv: Sequence[str] | None) -> int:
+    """Parse the command line and run the chosen command."""
     words = _glue_negative_values(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_word(words))
     args, unknown = parser.parse_known_args(words)
@@ -270,6 +271,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_MISSING_EXTRA
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    try:
+        try:
+            return _dispatch(argv)
+        finally:
+            sys.stdout.flush()  # here, not at interpreter exit, so a closed pipe is caught below
+    except BrokenPipeError:
+        # `check-config | head`: the reader has gone, which is no error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not print a traceback either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -295,3 +295,21 @@ def test_demo_help_gives_every_option_text_and_a_readable_metavar() -> None:
         assert flag.upper().lstrip("-").replace("-", "_") not in text, (flag, text)
     assert "default 0.2" in options["--sample-rate"]
     assert "default ./samples-data" in options["--samples-dir"]
+
+
+@pytest.mark.parametrize("command", [["check-config"], ["alert-rules"], ["run", "--help"]])
+def test_piping_into_a_reader_that_stops_early_prints_no_traceback(command: list[str]) -> None:
+    """`vllm-sidecar check-config | head -3`: the reader closes the pipe before the output ends."""
+    child = subprocess.Popen(
+        [*CLI, *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert child.stdout is not None
+    child.stdout.close()  # before the interpreter has started: every write finds no reader
+    _, stderr = child.communicate(timeout=120)
+    assert "Traceback" not in stderr, stderr
+    assert "BrokenPipeError" not in stderr, stderr
+    assert child.returncode == 0
