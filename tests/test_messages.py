@@ -313,3 +313,14 @@ def test_piping_into_a_reader_that_stops_early_prints_no_traceback(command: list
     assert "Traceback" not in stderr, stderr
     assert "BrokenPipeError" not in stderr, stderr
     assert child.returncode == 0
+
+
+@pytest.mark.parametrize("command", ["loadgen", "demo", "top", "alert-rules"])
+def test_every_option_of_the_tools_says_what_it_does(command: str) -> None:
+    """`loadgen --help` listed --profile, --burst-seconds, --max-tokens ... with no word."""
+    options = _option_help(_cli(command, "--help").stdout)
+    assert options
+    for flag, text in options.items():
+        words = text.split()
+        described = words[1:] if words and (words[0].isupper() or words[0][0] in "{[") else words
+        assert described, f"{command} {flag} has no help text"
