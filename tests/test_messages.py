@@ -315,7 +315,7 @@ def test_piping_into_a_reader_that_stops_early_prints_no_traceback(command: list
     assert child.returncode == 0
 
 
-@pytest.mark.parametrize("command", ["loadgen", "demo", "top", "alert-rules"])
+@pytest.mark.parametrize("command", ["loadgen", "demo", "top", "alert-rules", "emulate"])
 def test_every_option_of_the_tools_says_what_it_does(command: str) -> None:
     """`loadgen --help` listed --profile, --burst-seconds, --max-tokens ... with no word."""
     options = _option_help(_cli(command, "--help").stdout)
