@@ -317,16 +317,6 @@ def fields_of_settings() -> Mapping[str, SettingField]:
     return setting_fields(Settings)
 
 
-def _yaml_problem(exc: Exception) -> str:
-    """PyYAML's error on one line, with the file's line and column (its own text spans several
-    lines and calls the file ``<unicode string>``)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None)
-    if mark is None or problem is None:
-        return " ".join(str(exc).split())
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml  # only when a file is given: ~1 MB the usual flags/env start does not need
 
@@ -337,7 +327,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
