@@ -14,6 +14,8 @@ import argparse
 import difflib
 import importlib
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -237,9 +239,23 @@ def _reject_unknown(
     leaf.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script."""
-    words = sys.argv[1:] if argv is None else argv
+def _glue_negative_values(words: Sequence[str]) -> list[str]:
+    """``--flag -1s`` -> ``--flag=-1s``: argparse takes ``-1s`` for an option and answers
+    "expected one argument"; no option starts with a digit, so the value reaches its check and
+    the user reads what is wrong with it."""
+    glued: list[str] = []
+    for word in words:
+        previous = glued[-1] if glued else ""
+        if re.match(r"-\.?\d", word) and previous.startswith("--") and "=" not in previous:
+            glued[-1] = f"{previous}={word}"
+        else:
+            glued.append(word)
+    return glued
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    """Parse the command line and run the chosen command."""
+    words = _glue_negative_values(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_word(words))
     args, unknown = parser.parse_known_args(words)
     if unknown:
@@ -255,6 +271,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_MISSING_EXTRA
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    try:
+        try:
+            return _dispatch(argv)
+        finally:
+            sys.stdout.flush()  # here, not at interpreter exit, so a closed pipe is caught below
+    except BrokenPipeError:
+        # `check-config | head`: the reader has gone, which is no error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not print a traceback either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

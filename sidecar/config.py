@@ -54,7 +54,9 @@ def _check_host_port(value: str) -> str:
 def _check_http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        msg = f"expected an http(s) URL such as http://{value or 'host:8000'}, got {value!r}"
+        # Suggest the scheme only for a bare host:port; "http://ftp://x" helps nobody.
+        example = value if value and "://" not in value else "host:8000"
+        msg = f"expected an http(s) URL such as http://{example}, got {value!r}"
         raise ValueError(msg)
     try:
         _ = parts.port

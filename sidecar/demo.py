@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import signal
 import socket
 import sys
@@ -140,7 +141,7 @@ def _view(
         ),
         render(
             payload,
-            urls["proxy"],
+            urls["admin"],
             alerts=sidecar.engine.alert_list(),
             recent=recent,
             width=width,
@@ -165,17 +166,48 @@ def _one_request_id(samples_dir: Path) -> str:
     return "REQUEST_ID"
 
 
-def next_commands(samples_dir: Path, admin_url: str | None = None) -> list[str]:
-    """What to run next on what the demo recorded (printed when it ends)."""
+def program() -> str:
+    """How to call this command again: ``vllm-sidecar`` when the shell finds this one by that name,
+    else the path it was started by (``make demo`` runs ``.venv/bin/vllm-sidecar``, which an
+    unactivated shell does not find)."""
+    invoked = Path(sys.argv[0])
+    if invoked.name != "vllm-sidecar":
+        return "vllm-sidecar"
+    found = shutil.which("vllm-sidecar")
+    if found is not None and Path(found).resolve() == invoked.resolve():
+        return "vllm-sidecar"
+    return str(sys.argv[0])
+
+
+def _utc(unix_seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_seconds))
+
+
+def next_commands(
+    samples_dir: Path,
+    admin_url: str | None = None,
+    span: tuple[float, float] | None = None,
+) -> list[str]:
+    """What to run next on what the demo recorded (printed when it ends).
+
+    ``span`` (unix seconds) is when the demo ran: drift compares its first half with its second,
+    in absolute times, so the command finds this run's records whenever it is pasted.
+    """
+    cli = program()
     source = str(samples_dir)
+    if span is None:
+        windows = "--baseline now-2h..now-10m --current last:10m"
+    else:
+        start, end = int(span[0]), int(span[1]) + 1
+        middle = (start + end) // 2
+        windows = f"--baseline {_utc(start)}..{_utc(middle)} --current {_utc(middle)}..{_utc(end)}"
     commands = [
-        f"vllm-sidecar samples query --source {source} {QUERY_EXAMPLE}",
-        f"vllm-sidecar samples show --source {source} {_one_request_id(samples_dir)}",
-        f"vllm-sidecar samples drift --source {source} --baseline now-2h..now-10m "
-        "--current last:10m",
+        f"{cli} samples query --source {source} {QUERY_EXAMPLE}",
+        f"{cli} samples show --source {source} {_one_request_id(samples_dir)}",
+        f"{cli} samples drift --source {source} {windows}",
     ]
     if admin_url:
-        commands.append(f"vllm-sidecar top --sidecar {admin_url}   (while a sidecar runs)")
+        commands.append(f"{cli} top --sidecar {admin_url}   (while a sidecar runs)")
     return commands
 
 
@@ -226,9 +258,10 @@ async def _demo(args: argparse.Namespace) -> int:
         console.print(f"{'try':>16} curl -s {urls['admin']}/api/v1/signals")
         console.print(f"{'or':>16} OPENAI_BASE_URL={urls['proxy']} python your_app.py")
         admin_hostport = urls["admin"].removeprefix("http://")
-        console.print(f"{'watch':>16} vllm-sidecar top --sidecar {admin_hostport}")
+        console.print(f"{'watch':>16} {program()} top --sidecar {admin_hostport}")
         state = DemoState()
         cycle = args.duration if args.duration else args.cycle
+        started = time.time()
         load_task = asyncio.create_task(_drive_load(urls["proxy"], cycle, state, stop))
         deadline = time.monotonic() + args.duration if args.duration else None
         try:
@@ -254,7 +287,7 @@ async def _demo(args: argparse.Namespace) -> int:
         f"{written} sample file(s) under {samples_dir}"
     )
     console.print("next, look at what was recorded:", style="bold")
-    for command in next_commands(samples_dir, admin_address(settings)):
+    for command in next_commands(samples_dir, admin_address(settings), (started, time.time())):
         console.print(f"  {command}", highlight=False, soft_wrap=True)
     return 0
 
@@ -328,7 +361,12 @@ def _main(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``demo`` to the command line."""
     parser = subparsers.add_parser(
-        "demo", help="Emulated vLLM + sidecar + load: normal -> saturation -> recovery."
+        "demo",
+        help="Emulated vLLM + sidecar + load: normal -> saturation -> recovery.",
+        description="Start the vLLM emulator (a small KV pool), a sidecar in front of it and a "
+        "load generator walking normal -> saturation -> recovery, with a live view; no GPU. "
+        "Listens on 127.0.0.1 (8000, 8080, 9400, or free ports when taken). Ends by printing "
+        "commands to look at what it recorded.",
     )
     parser.add_argument(
         "--duration",
@@ -345,9 +383,22 @@ def register(subparsers: Any) -> None:
         help="Length of one normal/saturation/recovery walk (default 120).",
     )
     parser.add_argument(
-        "--sample-rate", type=float, default=0.2, help="Higher than production so files appear."
+        "--sample-rate",
+        type=float,
+        default=0.2,
+        metavar="RATE",
+        help="Share of requests recorded; higher than production so files appear (default 0.2).",
     )
-    parser.add_argument("--samples-dir", default="./samples-data", help="Local sample sink.")
-    parser.add_argument("--workdir", default="./.demo", help="Spool and scratch files.")
-    parser.add_argument("--seed", type=int, default=0, help="Emulator seed (deterministic text).")
+    parser.add_argument(
+        "--samples-dir",
+        default="./samples-data",
+        metavar="DIR",
+        help="Local sample sink (default ./samples-data).",
+    )
+    parser.add_argument(
+        "--workdir", default="./.demo", metavar="DIR", help="Spool files (default ./.demo)."
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="Emulator seed (deterministic text)."
+    )
     parser.set_defaults(func=_main)

@@ -22,6 +22,8 @@ WIDE_COLUMNS = 190
 """From this width on, the one-row-per-target table fits without truncation."""
 RECENT_SECONDS = 20.0
 """How far back :class:`Recent` looks to decide whether a gauge is rising now."""
+LATEST_READINGS = 5
+"""The newest readings must trend up too: a sharp drop at the end of a long rise is a fall."""
 KV_FULL = 0.85
 """KV usage shown in red from here (the VLLMKVCacheSaturation threshold)."""
 
@@ -50,9 +52,19 @@ class Recent:
                     points.popleft()
 
     def rising(self, target: Row, name: str) -> bool:
-        """True when the recent readings of ``name`` trend up (at least three of them)."""
-        slope = least_squares_slope(list(self._points.get((_key(target), name), ())))
-        return slope is not None and slope > 0
+        """True when the recent readings of ``name`` trend up, the newest ones included.
+
+        At least three readings. Over the whole window alone, a KV cache that just fell from 99%
+        to 3% still "rises" (the ramp before the fall outweighs one low reading).
+        """
+        points = list(self._points.get((_key(target), name), ()))
+        return all(
+            slope is not None and slope > 0
+            for slope in (
+                least_squares_slope(points),
+                least_squares_slope(points[-LATEST_READINGS:]),
+            )
+        )
 
 
 def _fmt_seconds(value: float | None) -> str:
@@ -229,7 +241,7 @@ def _wide(targets: list[Row], recent: Recent | None) -> Any:
     return table
 
 
-def _narrow(target: Row, recent: Recent | None) -> Any:
+def _narrow(target: Row, recent: Recent | None, width: int) -> Any:
     """One model (or engine): state on one line, then each signal over 1m and 5m."""
     from rich.console import Group
     from rich.table import Table
@@ -238,8 +250,7 @@ def _narrow(target: Row, recent: Recent | None) -> Any:
     name = target["model_name"] + (f" engine {target['engine']}" if target.get("engine") else "")
     queue = queue_trend(target, recent)
     eta = kv_forecast(target, recent)
-    state = Text.assemble(
-        (name, "bold"),
+    numbers = Text.assemble(
         f"  run {_fmt(target.get('requests_running'), '.0f')}",
         f"  wait {_fmt(target.get('requests_waiting'), '.0f')}",
         (f" ({queue})" if queue else "", "yellow"),
@@ -247,6 +258,9 @@ def _narrow(target: Row, recent: Recent | None) -> Any:
         _kv_text(target),
         (f" full in {eta}" if eta else "", "red"),
     )
+    # A long model name puts the numbers on their own line rather than wrapping "full in" apart.
+    joiner = "" if len(name) + numbers.cell_len <= width else "\n"
+    state = Text.assemble((name, "bold"), joiner, numbers)
     table = Table(box=None, pad_edge=False, show_edge=False)
     table.add_column("")
     table.add_column("1m", justify="right")
@@ -298,7 +312,7 @@ def render(
         parts.append(_wide(targets, recent))
         windows = "windows: 1m, and 5m on each second row"
     else:
-        parts.extend(_narrow(target, recent) for target in targets)
+        parts.extend(_narrow(target, recent, width) for target in targets)
         windows = "windows: 1m and 5m"
     missing = scrape.get("missing_metrics") or []
     if missing:

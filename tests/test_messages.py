@@ -213,3 +213,101 @@ def test_a_misspelt_flag_gets_a_did_you_mean() -> None:
         "samples", "drift", "--source", ".", "--baseline", "a", "--current", "b", "--alhpa", "1"
     )
     assert "did you mean --alpha?" in nested.stderr
+
+
+@pytest.mark.parametrize("url", ["ftp://vllm:8000", "http://", "nope://x"])
+def test_a_url_with_the_wrong_scheme_gets_a_sensible_example(url: str) -> None:
+    """Only a bare host:port is offered back with http:// in front ("http://ftp://..." is not)."""
+    result = _cli("check-config", "--upstream", url)
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert f"http://{url}" not in line, line
+    assert "such as http://host:8000" in line, line
+    assert line.count(repr(url)) == 1, line
+
+
+@pytest.mark.parametrize("value", ["-1s", "-5m", "-0.5"])
+def test_a_negative_duration_is_named_as_a_bad_value(value: str) -> None:
+    """argparse took '-1s' for an option ("expected one argument"): the value's check answers."""
+    result = _cli("check-config", "--scrape-interval", value)
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert "expected one argument" not in line, line
+    assert line.startswith("vllm-sidecar: invalid config: scrape_interval:"), line
+    assert repr(value) in line, line
+
+
+def test_a_misspelt_alert_name_gets_a_did_you_mean() -> None:
+    """One close alert name, not a list of twenty to compare letter by letter."""
+    for flag, value in (("--alert-thresholds", "0.9"), ("--alert-for", '"5m"')):
+        result = _cli("check-config", flag, f'{{"VLLMKVCacheSaturaton": {value}}}')
+        assert result.returncode == 2
+        assert "did you mean VLLMKVCacheSaturation?" in result.stderr, result.stderr
+
+
+def test_alert_rules_check_names_the_command_the_user_typed(tmp_path: Path) -> None:
+    """The remedy for stale rules is `vllm-sidecar alert-rules`, not a developer's module path."""
+    out = tmp_path / "rules"
+    assert _cli("alert-rules", "--out-dir", str(out)).returncode == 0
+    with (out / "vllm-sidecar.rules.yaml").open("a", encoding="utf-8") as rules:
+        rules.write("# edited\n")
+    stale = _cli("alert-rules", "--out-dir", str(out), "--check")
+    assert stale.returncode == 1
+    assert "run vllm-sidecar alert-rules without --check" in stale.stdout, stale.stdout
+    assert "python -m" not in stale.stdout
+    lonely = _cli("alert-rules", "--check")
+    assert lonely.returncode == 2
+    assert lonely.stderr.startswith("vllm-sidecar alert-rules: --check needs --out-dir")
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["run", "check-config", "top", "emulate", "loadgen", "demo", "alert-rules", "samples"],
+)
+def test_every_subcommand_help_says_what_it_does(command: str) -> None:
+    """A paragraph between the usage and the options (`demo --help` had none)."""
+    result = _cli(command, "--help")
+    assert result.returncode == 0
+    before_options = re.split(r"\n(?:options|positional arguments):\n", result.stdout)[0]
+    description = before_options.split("\n\n", 1)[1] if "\n\n" in before_options else ""
+    assert len(description.split()) >= 8, result.stdout[:600]
+
+
+def test_demo_help_gives_every_option_text_and_a_readable_metavar() -> None:
+    """No `--sample-rate SAMPLE_RATE` without its default."""
+    options = _option_help(_cli("demo", "--help").stdout)
+    assert set(options) >= {"--duration", "--cycle", "--sample-rate", "--samples-dir", "--seed"}
+    for flag, text in options.items():
+        assert text.strip(), flag
+        assert flag.upper().lstrip("-").replace("-", "_") not in text, (flag, text)
+    assert "default 0.2" in options["--sample-rate"]
+    assert "default ./samples-data" in options["--samples-dir"]
+
+
+@pytest.mark.parametrize("command", [["check-config"], ["alert-rules"], ["run", "--help"]])
+def test_piping_into_a_reader_that_stops_early_prints_no_traceback(command: list[str]) -> None:
+    """`vllm-sidecar check-config | head -3`: the reader closes the pipe before the output ends."""
+    child = subprocess.Popen(
+        [*CLI, *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert child.stdout is not None
+    child.stdout.close()  # before the interpreter has started: every write finds no reader
+    _, stderr = child.communicate(timeout=120)
+    assert "Traceback" not in stderr, stderr
+    assert "BrokenPipeError" not in stderr, stderr
+    assert child.returncode == 0
+
+
+@pytest.mark.parametrize("command", ["loadgen", "demo", "top", "alert-rules", "emulate"])
+def test_every_option_of_the_tools_says_what_it_does(command: str) -> None:
+    """`loadgen --help` listed --profile, --burst-seconds, --max-tokens ... with no word."""
+    options = _option_help(_cli(command, "--help").stdout)
+    assert options
+    for flag, text in options.items():
+        words = text.split()
+        described = words[1:] if words and (words[0].isupper() or words[0][0] in "{[") else words
+        assert described, f"{command} {flag} has no help text"

@@ -8,6 +8,7 @@ overridable by name and take their numbers from the SLO settings.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 
@@ -46,9 +47,12 @@ def _check_overrides(kind: str, overrides: Mapping[str, float]) -> None:
     overridable = {rule.name for rule in RULES if rule.overridable}
     for name, value in overrides.items():
         if name not in overridable:
+            close = difflib.get_close_matches(name, sorted(overridable), n=1)
             hint = (
                 "it is configured through slo_ttft_seconds / slo_e2e_seconds / slo_target"
                 if any(rule.name == name for rule in RULES)
+                else f"did you mean {close[0]}?"
+                if close
                 else f"known alerts: {', '.join(sorted(overridable))}"
             )
             raise ValueError(f"{kind}: cannot override {name!r}; {hint}")

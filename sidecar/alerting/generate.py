@@ -88,7 +88,7 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[0],
     )
     add_arguments(parser, default_out=None)  # never write into the cwd unasked
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, command=parser.prog)
 
 
 def config_from_args(args: argparse.Namespace) -> RuleConfig:
@@ -108,15 +108,16 @@ def config_from_args(args: argparse.Namespace) -> RuleConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Generate (or ``--check``) the files; 0 on success, 1 on drift, 2 on bad configuration."""
+    command = args.command  # messages name the command the user typed, to type it again
     try:
         config = config_from_args(args)
         catalogue.validate(config, check_slo_edges=not args.no_check_slo_edges)
     except (ConfigError, ValueError) as exc:
-        print(f"generate: {exc}", file=sys.stderr)
+        print(f"{command}: {exc}", file=sys.stderr)
         return 2
     if args.out_dir is None:
         if args.check:
-            print("generate: --check needs --out-dir", file=sys.stderr)
+            print(f"{command}: --check needs --out-dir", file=sys.stderr)
             return 2
         sys.stdout.write(render(config)[RULES_FILE])
         return 0
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         path.write_text(content, encoding="utf-8")
         print(f"wrote {path}")
     if stale:
-        print("out of date (run python -m sidecar.alerting.generate): " + ", ".join(stale))
+        print(f"out of date (run {command} without --check): " + ", ".join(stale))
         return 1
     return 0
 
@@ -144,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m sidecar.alerting.generate", description=__doc__.split("\n\n")[0]
     )
     add_arguments(parser, default_out=DEFAULT_OUT)
+    parser.set_defaults(command=parser.prog)
     return run(parser.parse_args(argv))
 
 

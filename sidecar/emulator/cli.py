@@ -144,10 +144,16 @@ def register(subparsers: Any) -> None:
         "run time with POST /_emulator/faults.",
     )
     parser.add_argument(
-        "--listen", default="127.0.0.1:8000", metavar="HOST:PORT", help="Address to serve on."
+        "--listen",
+        default="127.0.0.1:8000",
+        metavar="HOST:PORT",
+        help="Address to serve on (default 127.0.0.1:8000).",
     )
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="Least severe log level written (default info).",
     )
     _add_option_flags(parser)
     parser.set_defaults(func=_main)

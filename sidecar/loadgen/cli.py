@@ -88,30 +88,92 @@ def register(subparsers: Any) -> None:
         "bursts), bounded by --requests and/or --duration (default 30 s). The API key, if any, "
         "is read from OPENAI_API_KEY.",
     )
-    parser.add_argument("--target", required=True, metavar="URL", help="Base URL of the server.")
-    parser.add_argument("--profile", choices=PROFILE_NAMES, default="steady")
-    parser.add_argument("--concurrency", type=int, default=8, help="Requests in flight (peak).")
-    parser.add_argument("--requests", type=int, default=None, help="Stop after starting N.")
     parser.add_argument(
-        "--duration", type=seconds_flag, default=None, help="Stop after S seconds (or 30s, 5m)."
+        "--target",
+        required=True,
+        metavar="URL",
+        help="Base URL of the server (the sidecar's proxy, http://127.0.0.1:8080, or vLLM).",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILE_NAMES,
+        default="steady",
+        help="steady: --concurrency from the start; ramp: 1 up to it over --ramp-seconds; "
+        "burst: --burst-seconds on, --idle-seconds off (default steady).",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        metavar="N",
+        help="Requests in flight (peak; default 8).",
+    )
+    parser.add_argument(
+        "--requests", type=int, default=None, metavar="N", help="Stop after starting N."
+    )
+    parser.add_argument(
+        "--duration",
+        type=seconds_flag,
+        default=None,
+        metavar="SECONDS",
+        help="Stop after SECONDS (or 30s, 5m; default 30 unless --requests is given).",
     )
     parser.add_argument(
         "--ramp-seconds",
         type=seconds_flag,
         default=None,
+        metavar="SECONDS",
         help="Ramp length (default: the duration).",
     )
-    parser.add_argument("--burst-seconds", type=seconds_flag, default=5.0)
-    parser.add_argument("--idle-seconds", type=seconds_flag, default=5.0)
-    parser.add_argument("--endpoint", choices=["chat", "completions"], default="chat")
-    parser.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--model", default=None, help="Default: the first of /v1/models.")
-    parser.add_argument("--prompt-words", type=int, default=200)
-    parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument(
-        "--timeout", type=seconds_flag, default=120.0, help="Per-request seconds (or 2m)."
+        "--burst-seconds",
+        type=seconds_flag,
+        default=5.0,
+        metavar="SECONDS",
+        help="burst: time at full concurrency (default 5).",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--idle-seconds",
+        type=seconds_flag,
+        default=5.0,
+        metavar="SECONDS",
+        help="burst: silence between bursts (default 5).",
+    )
+    parser.add_argument(
+        "--endpoint",
+        choices=["chat", "completions"],
+        default="chat",
+        help="/v1/chat/completions or /v1/completions (default chat).",
+    )
+    parser.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Ask for SSE streams (default on).",
+    )
+    parser.add_argument(
+        "--model", default=None, metavar="NAME", help="Default: the first of /v1/models."
+    )
+    parser.add_argument(
+        "--prompt-words",
+        type=int,
+        default=200,
+        metavar="N",
+        help="Words in each generated prompt (default 200).",
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=128, metavar="N", help="max_tokens (default 128)."
+    )
+    parser.add_argument(
+        "--timeout",
+        type=seconds_flag,
+        default=120.0,
+        metavar="SECONDS",
+        help="Per request (or 2m; default 120).",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="Seed of the prompts (default 0)."
+    )
     parser.add_argument(
         "--drain",
         action="store_true",

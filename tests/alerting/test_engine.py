@@ -67,7 +67,7 @@ def test_thresholds_and_for_are_configurable_by_alert_name() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"alert_thresholds": {"VLLMKVCache": 0.9}}, "cannot override 'VLLMKVCache'; known alerts"),
+        ({"alert_thresholds": {"NoSuchAlert": 0.9}}, "cannot override 'NoSuchAlert'; known alerts"),
         ({"alert_for": {"VLLMTTFTBudgetBurn": 60}}, "configured through slo_ttft_seconds"),
         ({"alert_thresholds": {"VLLMDown": 1}}, "VLLMDown has no threshold"),
         ({"alert_for": {"VLLMDown": -5}}, "VLLMDown must be a number >= 0"),

@@ -149,3 +149,38 @@ def test_a_bad_sidecar_address_is_an_argument_error() -> None:
     """A port that is not a number is refused at parse time, not as 'unreachable'."""
     with pytest.raises(argparse.ArgumentTypeError, match=r"127\.0\.0\.1:9400"):
         sidecar_url("127.0.0.1:ninety")
+
+
+def test_no_forecast_right_after_the_cache_empties() -> None:
+    """The demo's recovery: a 20-second ramp to 99%, then 3%: blank, not "full in 25s".
+
+    The readings are the demo's own, one a second, as a tmux capture of it showed them.
+    """
+    readings = [0.065, 0.14, 0.265, 0.444, 0.593, 0.729, 0.897, 0.981, 0.99, 0.996, 0.998]
+    readings += [0.986, 0.99, 0.996, 0.997, 0.994, 0.992, 0.031, 0.034, 0.035]
+    for shown in range(17, len(readings)):
+        recent = Recent()
+        for second, usage in enumerate(readings[: shown + 1]):
+            recent.observe(_payload(_target(kv_cache_usage_ratio=usage)), float(second))
+        usage = readings[shown]
+        payload = _payload(_target(kv_cache_usage_ratio=usage, kv_cache_seconds_to_full=25.0))
+        text = _text(payload, 80, recent=recent)
+        assert f"{usage * 100:.1f}%" in text
+        assert "full in" not in text, text
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_state_line_never_wraps_a_forecast_apart(width: int) -> None:
+    """At saturation the numbers outgrow 80 columns beside a long model name: they move to their
+    own line whole, instead of "full in" at the end of one line and "<1s" on the next."""
+    rising = _walk([0.90, 0.95, 0.987], [5, 9, 13])
+    target = _target(
+        requests_running=51.0,
+        requests_waiting=13.0,
+        queue_growth_per_second=0.45,
+        kv_cache_usage_ratio=0.987,
+        kv_cache_seconds_to_full=0.5,
+    )
+    lines = _text(_payload(target), width, recent=rising).splitlines()
+    assert any(MODEL in line for line in lines)
+    assert any("wait 13 (+0.45/s)" in line and "KV 98.7% full in <1s" in line for line in lines)
