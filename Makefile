@@ -5,9 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SYSTEM_TOOLS := promtool prometheus amtool prometheus-alertmanager nginx docker-compose openssl chromium
 
-.PHONY: test demo deps system-deps lint typecheck unit bench clean
+.PHONY: test demo demo-vllm real-vllm deps system-deps lint typecheck unit bench clean
 
-test: deps lint typecheck unit
+test: deps real-vllm lint typecheck unit
+
+# vLLM's CPU build in its own venv under ~/.cache/vllm-sidecar/real-vllm (reused while the pinned
+# versions hold) plus the tiny model the real-vLLM test tier and `make demo-vllm` serve.
+real-vllm: $(VENV)/.installed
+	$(BIN)/python -m sidecar.realvllm install
 
 demo: $(VENV)/.installed
 	$(BIN)/vllm-sidecar demo

@@ -1,0 +1,105 @@
+"""The real-vLLM tier: a real ``vllm serve`` (CPU build, tiny random Llama) behind the sidecar.
+
+``make real-vllm`` (a prerequisite of ``make test``) installs vLLM into its own virtualenv under
+``$VLLM_SIDECAR_REAL_VLLM_HOME`` (default ``~/.cache/vllm-sidecar/real-vllm``) and builds the
+model; these tests never install anything and fail, naming that command, when it is missing.
+
+Reusing the servers (e.g. for real-engine fire drills)::
+
+    def test_my_drill(real_vllm: RealVllmFactory) -> None:
+        server = real_vllm("--max-model-len", "1024", "--kv-cache-memory-bytes", "2097152")
+        ...  # server.url, server.pid_of("EngineCore"), server.stop()
+
+``real_vllm(*flags)`` returns the ONE server started for exactly those vLLM flags in this session
+(started on first use, stopped at session end); pass ``fresh=True`` for a private server the test
+may kill (it is stopped at session end too). The flags follow the fixed ones (model, served name
+``tiny-llama``, 127.0.0.1, free port, ``--enforce-eager``); always size the KV cache.
+
+``backend`` parametrises a test over the emulator and real vLLM with the same served model name
+and context length, so one check runs on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import pytest
+
+from sidecar.emulator import EmulatorOptions, run_emulator
+from sidecar.realvllm.install import real_vllm_env
+from sidecar.realvllm.launch import DEFAULT_FLAGS, SERVED_MODEL, VllmServer, start_server
+from sidecar.realvllm.model import model_dir
+
+MODEL_SEED = 0
+MAX_MODEL_LEN = 2048
+
+
+class RealVllmFactory(Protocol):
+    def __call__(self, *flags: str, fresh: bool = False) -> VllmServer: ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Something that answers like ``vllm serve``: its kind, base URL and served model name."""
+
+    kind: str
+    url: str
+    model: str = SERVED_MODEL
+    server: VllmServer | None = None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a real server (``-m "not realvllm"`` runs the rest)."""
+    for item in items:
+        if "real_vllm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realvllm)
+
+
+@pytest.fixture(scope="session")
+def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllmFactory]:
+    """Factory of real vLLM servers, one per distinct flag set per session (see module doc)."""
+    env = real_vllm_env()
+    model = model_dir(env, MODEL_SEED)
+    if not env.is_ready() or not (model / "built.json").is_file():
+        pytest.fail(
+            f"the real vLLM is not installed at {env.root} (or its model is missing): "
+            "run `make real-vllm` first (`make test` does it)",
+            pytrace=False,
+        )
+    shared: dict[tuple[str, ...], VllmServer] = {}
+    private: list[VllmServer] = []
+
+    def get(*flags: str, fresh: bool = False) -> VllmServer:
+        key = tuple(flags) or DEFAULT_FLAGS
+        if not fresh and key in shared and shared[key].healthy():
+            return shared[key]
+        workdir = tmp_path_factory.mktemp("vllm")
+        server = start_server(env, model, workdir, key)
+        if fresh:
+            private.append(server)
+        else:
+            shared[key] = server
+        return server
+
+    try:
+        yield get
+    finally:
+        for server in [*shared.values(), *private]:
+            server.stop()
+
+
+@pytest.fixture(params=["emulator", pytest.param("real-vllm", marks=pytest.mark.realvllm)])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    """The default-configuration server of each kind (the emulator made to match real vLLM)."""
+    if request.param == "real-vllm":
+        real_vllm: RealVllmFactory = request.getfixturevalue("real_vllm")
+        server = real_vllm()
+        yield Backend("real-vllm", server.url, server=server)
+        return
+    options = EmulatorOptions.for_tests(
+        model=SERVED_MODEL, max_model_len=MAX_MODEL_LEN, enable_request_id_headers=False
+    )
+    async with run_emulator(options, port=0) as emu:
+        yield Backend("emulator", emu.url)
