@@ -161,11 +161,14 @@ class VllmServer:
         return found
 
     def pid_of(self, name: str) -> int | None:
-        """The PID of the group member whose command name contains ``name`` (e.g. EngineCore)."""
+        """The PID of the group member whose command line contains ``name`` (e.g. EngineCore).
+
+        vLLM renames its children (``VLLM::EngineCore``); ``comm`` is cut at 15 characters, so
+        the command line is read instead.
+        """
         for pid in self.pids():
             with contextlib.suppress(OSError):
-                comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                if name in comm:
+                if name in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
                     return pid
         return None
 
@@ -181,6 +184,20 @@ class VllmServer:
         self._kill_group()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while self._group_alive() and time.monotonic() < deadline:  # children exit after a KILL
+            time.sleep(0.05)
+
+    def _group_alive(self) -> bool:
+        if self.process is None:
+            return False
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def _kill_group(self) -> None:
         if self.process is not None:

@@ -99,7 +99,10 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         yield Backend("real-vllm", server.url, server=server)
         return
     options = EmulatorOptions.for_tests(
-        model=SERVED_MODEL, max_model_len=MAX_MODEL_LEN, enable_request_id_headers=False
+        model=SERVED_MODEL,
+        max_model_len=MAX_MODEL_LEN,
+        metrics_profile="v0.32",
+        enable_request_id_headers=False,
     )
     async with run_emulator(options, port=0) as emu:
         yield Backend("emulator", emu.url)

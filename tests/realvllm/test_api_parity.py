@@ -21,7 +21,7 @@ from tests.realvllm.conftest import Backend
 from tests.realvllm.front import Front, sidecar_in_front
 
 Call = Callable[[AsyncOpenAI, str], Awaitable[Any]]
-GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 8, "extra_body": {"ignore_eos": True}}
+GREEDY: dict[str, Any] = {"max_tokens": 8, "extra_body": {"ignore_eos": True}}
 
 
 @pytest.fixture
@@ -68,6 +68,7 @@ def _read_stream(chunks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _chat(client: AsyncOpenAI, model: str, **kwargs: Any) -> Any:
+    kwargs.setdefault("temperature", 0)
     messages = [{"role": "user", "content": "Tell me about the sea."}]
     headers = {"X-Request-Id": "parity-chat"}
     if not kwargs.get("stream"):
@@ -82,6 +83,7 @@ async def _chat(client: AsyncOpenAI, model: str, **kwargs: Any) -> Any:
 
 
 async def _completion(client: AsyncOpenAI, model: str, **kwargs: Any) -> Any:
+    kwargs.setdefault("temperature", 0)
     headers = {"X-Request-Id": "parity-completion"}
     if not kwargs.get("stream"):
         reply = await client.completions.create(
@@ -106,14 +108,17 @@ CASES: dict[str, Call] = {
         stream=True,
         stream_options={"include_usage": True, "continuous_usage_stats": True},
     ),
-    "chat-n2": lambda c, m: _chat(c, m, n=2),
+    # n > 1 needs sampling (vLLM refuses n=2 with temperature 0); a seed keeps it repeatable
+    "chat-n2": lambda c, m: _chat(c, m, n=2, temperature=1.0, seed=7),
     "chat-logprobs": lambda c, m: _chat(c, m, logprobs=True, top_logprobs=2),
     "chat-stream-logprobs": lambda c, m: _chat(c, m, stream=True, logprobs=True),
     "completions": _completion,
     "completions-stream-usage": lambda c, m: _completion(
         c, m, stream=True, stream_options={"include_usage": True}
     ),
-    "completions-n2-logprobs": lambda c, m: _completion(c, m, n=2, logprobs=2),
+    "completions-n2-logprobs": lambda c, m: _completion(
+        c, m, n=2, logprobs=2, temperature=1.0, seed=7
+    ),
 }
 
 
