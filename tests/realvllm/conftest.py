@@ -16,18 +16,20 @@ may kill (it is stopped at session end too). The flags follow the fixed ones (mo
 ``tiny-llama``, 127.0.0.1, free port, ``--enforce-eager``); always size the KV cache.
 
 ``backend`` parametrises a test over the emulator and real vLLM with the same served model name
-and context length, so one check runs on both.
+and context length, so one check runs on both; for another configuration parametrise ``kind``
+with ``KINDS`` and call ``await make_backend(kind, Config(vllm_flags, emulator_options))``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import pytest
 
-from sidecar.emulator import EmulatorOptions, run_emulator
+from sidecar.emulator import Emulator, EmulatorOptions, run_emulator
 from sidecar.realvllm.install import real_vllm_env
 from sidecar.realvllm.launch import DEFAULT_FLAGS, SERVED_MODEL, VllmServer, start_server
 from sidecar.realvllm.model import model_dir
@@ -48,6 +50,7 @@ class Backend:
     url: str
     model: str = SERVED_MODEL
     server: VllmServer | None = None
+    emulator: Emulator | None = None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -90,19 +93,43 @@ def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllmFact
             server.stop()
 
 
-@pytest.fixture(params=["emulator", pytest.param("real-vllm", marks=pytest.mark.realvllm)])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    """The default-configuration server of each kind (the emulator made to match real vLLM)."""
-    if request.param == "real-vllm":
-        real_vllm: RealVllmFactory = request.getfixturevalue("real_vllm")
-        server = real_vllm()
-        yield Backend("real-vllm", server.url, server=server)
-        return
-    options = EmulatorOptions.for_tests(
-        model=SERVED_MODEL,
-        max_model_len=MAX_MODEL_LEN,
-        metrics_profile="v0.32",
-        enable_request_id_headers=False,
-    )
-    async with run_emulator(options, port=0) as emu:
-        yield Backend("emulator", emu.url)
+@dataclass(frozen=True)
+class Config:
+    """One server configuration on both kinds: vLLM flags and the matching emulator options."""
+
+    vllm_flags: tuple[str, ...] = DEFAULT_FLAGS
+    emulator: dict[str, Any] = field(default_factory=lambda: {"max_model_len": MAX_MODEL_LEN})
+
+
+BackendFactory = Callable[[str, Config], Awaitable[Backend]]
+KINDS = ["emulator", pytest.param("real-vllm", marks=pytest.mark.realvllm)]
+"""Parametrise ``kind`` with this to run a check on both backends."""
+
+
+@pytest.fixture
+async def make_backend(request: pytest.FixtureRequest) -> AsyncIterator[BackendFactory]:
+    """``await make_backend(kind, config)``: the shared real server for the flags, or a fresh
+    emulator (stopped after the test) made to look like it (served name, v0.32 profile)."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(kind: str, config: Config) -> Backend:
+            if kind == "real-vllm":
+                real_vllm: RealVllmFactory = request.getfixturevalue("real_vllm")
+                server = real_vllm(*config.vllm_flags)
+                return Backend("real-vllm", server.url, server=server)
+            options = EmulatorOptions.for_tests(
+                model=SERVED_MODEL,
+                metrics_profile="v0.32",
+                enable_request_id_headers=False,
+                **config.emulator,
+            )
+            emulator = await stack.enter_async_context(run_emulator(options, port=0))
+            return Backend("emulator", emulator.url, emulator=emulator)
+
+        yield make
+
+
+@pytest.fixture(params=KINDS)
+async def backend(request: pytest.FixtureRequest, make_backend: BackendFactory) -> Backend:
+    """The default-configuration server of each kind."""
+    return await make_backend(request.param, Config())
