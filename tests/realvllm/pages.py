@@ -24,3 +24,16 @@ def total(page: str, name: str, **labels: str) -> float:
 
 async def read_total(url: str, name: str, **labels: str) -> float:
     return total(await fetch_page(url), name, **labels)
+
+
+def total_buckets(page: str, family: str) -> dict[str, float]:
+    """``le`` -> cumulative count of one histogram family, summed over every other label."""
+    found: dict[str, float] = {}
+    for parsed in text_string_to_metric_families(page):
+        if parsed.name != family:
+            continue
+        for sample in parsed.samples:
+            if sample.name == family + "_bucket":
+                le = sample.labels["le"]
+                found[le] = found.get(le, 0.0) + sample.value
+    return found
