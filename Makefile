@@ -17,6 +17,9 @@ real-vllm: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/vllm-sidecar demo
 
+demo-vllm: real-vllm
+	$(BIN)/vllm-sidecar demo --real-vllm
+
 deps: system-deps $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
