@@ -118,6 +118,7 @@ def _build(env: RealVllmEnv, log: Path) -> None:
     _run([*dry_run, *links, "-r", str(requirements)], log, "resolve the requirements")
     check_no_cuda(json.loads(report.read_text()))
     _run([*pip, "install", "--quiet", *links, "-r", str(requirements)], log, "install deps")
+    check_no_cuda({"install": _installed(env, log)})  # the real resolution, checked again
     _run([*pip, "uninstall", "--quiet", "--yes", "triton"], log, "remove triton")
     _write_vllm_dist_info(env)
     env.marker.write_text(
@@ -143,6 +144,19 @@ def _requirement_name(line: str) -> str:
     for stop in "<>=!~[( ":
         name = name.split(stop)[0]
     return name.strip().lower().replace("_", "-")
+
+
+def _installed(env: RealVllmEnv, log: Path) -> list[dict[str, object]]:
+    """Every distribution in the venv, in the shape of a pip report's ``install`` list."""
+    script = (
+        "import importlib.metadata as m, json; print(json.dumps("
+        "[{'metadata': {'name': d.metadata['Name'], 'version': d.version}} "
+        "for d in m.distributions()]))"
+    )
+    found: list[dict[str, object]] = json.loads(
+        _run([str(env.python), "-c", script], log, "list installed packages")
+    )
+    return found
 
 
 def check_no_cuda(report: dict[str, object]) -> None:
