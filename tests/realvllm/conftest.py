@@ -76,8 +76,10 @@ def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllmFact
 
     def get(*flags: str, fresh: bool = False) -> VllmServer:
         key = tuple(flags) or DEFAULT_FLAGS
-        if not fresh and key in shared and shared[key].healthy():
-            return shared[key]
+        if not fresh and key in shared:
+            if shared[key].healthy():
+                return shared[key]
+            shared.pop(key).stop()  # a test left it dead: replace it
         workdir = tmp_path_factory.mktemp("vllm")
         server = start_server(env, model, workdir, key)
         if fresh:

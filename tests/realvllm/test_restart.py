@@ -70,34 +70,23 @@ async def _emulator() -> AsyncIterator[Killable]:
 
 @contextlib.asynccontextmanager
 async def _real(real_vllm: RealVllmFactory) -> AsyncIterator[Killable]:
-    first = real_vllm(fresh=True)
-    servers = [first]
+    """The session's default server, killed and started again in place (same port, same work
+    dir): the tests after this one find it healthy, with counters that restarted from zero."""
+    server: VllmServer = real_vllm()
 
     async def kill() -> None:
-        engine = first.pid_of("EngineCore")
+        engine = server.pid_of("EngineCore")
         assert engine is not None, "no EngineCore process in the server's group"
         os.kill(engine, signal.SIGKILL)
-        assert first.process is not None
+        assert server.process is not None
         with contextlib.suppress(ProcessLookupError):
-            os.kill(first.process.pid, signal.SIGKILL)
-        await asyncio.to_thread(first.stop)
+            os.kill(server.process.pid, signal.SIGKILL)
+        await asyncio.to_thread(server.stop)
 
     async def restart() -> None:
-        again = VllmServer(
-            env=first.env,
-            model=first.model,
-            workdir=first.workdir.with_name(first.workdir.name + "-restarted"),
-            flags=first.flags,
-            port=first.port,
-        )
-        servers.append(again)
-        await asyncio.to_thread(again.start)
+        await asyncio.to_thread(server.start)
 
-    try:
-        yield Killable(first.url, kill, restart)
-    finally:
-        for server in servers:
-            await asyncio.to_thread(server.stop)
+    yield Killable(server.url, kill, restart)
 
 
 async def _post(url: str) -> tuple[int, Any]:
