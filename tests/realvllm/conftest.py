@@ -25,12 +25,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
 from sidecar.emulator import Emulator, EmulatorOptions, run_emulator
-from sidecar.realvllm.install import real_vllm_env
+from sidecar.realvllm.install import RealVllmEnv, real_vllm_env
 from sidecar.realvllm.launch import DEFAULT_FLAGS, SERVED_MODEL, VllmServer, start_server
 from sidecar.realvllm.model import model_dir
 
@@ -60,9 +61,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.realvllm)
 
 
-@pytest.fixture(scope="session")
-def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllmFactory]:
-    """Factory of real vLLM servers, one per distinct flag set per session (see module doc)."""
+def installed_real_vllm() -> tuple[RealVllmEnv, Path]:
+    """The install and model the tier needs; fails (never skips) naming ``make real-vllm``."""
     env = real_vllm_env()
     model = model_dir(env, MODEL_SEED)
     if not env.is_ready() or not (model / "built.json").is_file():
@@ -71,6 +71,13 @@ def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllmFact
             "run `make real-vllm` first (`make test` does it)",
             pytrace=False,
         )
+    return env, model
+
+
+@pytest.fixture(scope="session")
+def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllmFactory]:
+    """Factory of real vLLM servers, one per distinct flag set per session (see module doc)."""
+    env, model = installed_real_vllm()
     shared: dict[tuple[str, ...], VllmServer] = {}
     private: list[VllmServer] = []
 

@@ -8,6 +8,7 @@ import pytest
 
 from sidecar.realvllm import install
 from sidecar.realvllm.launch import offline_environment
+from tests.realvllm.conftest import installed_real_vllm
 
 
 def _report(*packages: tuple[str, str]) -> dict[str, object]:
@@ -59,3 +60,11 @@ def test_vllm_runs_offline_with_every_cache_in_the_work_dir(
         assert Path(environ[key]).is_relative_to(tmp_path)
     assert environ["HTTPS_PROXY"] == environ["HTTP_PROXY"] == "http://127.0.0.1:9"
     assert environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_the_tier_fails_naming_make_real_vllm_when_nothing_is_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(install.HOME_ENV, str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match="make real-vllm"):
+        installed_real_vllm()
