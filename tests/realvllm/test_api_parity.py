@@ -45,15 +45,16 @@ def _without_created(value: Any) -> Any:
 def _read_stream(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """What a client takes from a stream: text, logprobs and finish per choice; usage; ids."""
     text: dict[int, str] = {}
-    logprobs: dict[int, list[Any]] = {}
+    logprobs: dict[int, dict[str, list[Any]]] = {}
     finish: dict[int, Any] = {}
     for chunk in chunks:
         for choice in chunk["choices"]:
             index = choice["index"]
             delta = choice.get("delta") or {}
             text[index] = text.get(index, "") + (delta.get("content") or choice.get("text") or "")
-            if choice.get("logprobs"):
-                logprobs.setdefault(index, []).append(choice["logprobs"])
+            for key, values in (choice.get("logprobs") or {}).items():
+                if isinstance(values, list):  # per-token lists, however the events cut them
+                    logprobs.setdefault(index, {}).setdefault(key, []).extend(values)
             if choice.get("finish_reason"):
                 finish[index] = choice["finish_reason"]
     return {
