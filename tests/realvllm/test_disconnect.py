@@ -50,8 +50,11 @@ async def test_client_disconnect_aborts_in_vllm_and_counts_in_the_sidecar(
         reply = await session.post(f"{front.url}/v1/completions", json=body)
         assert reply.status == 200
         await reply.content.readuntil(b"\n\n")  # the first event: vLLM is generating
-        running = await read_total(backend.url, "vllm:num_requests_running")
-        assert running == 1
+        running = 0.0
+        started = time.monotonic()
+        while running != 1:  # vLLM's gauge follows its stats loop, a moment after the first token
+            assert time.monotonic() - started < 10, "vLLM's running gauge never showed the request"
+            running = await read_total(backend.url, "vllm:num_requests_running")
         reply.close()  # the client leaves mid-stream
         left = time.monotonic()
     gauge = [running]
