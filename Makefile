@@ -12,9 +12,14 @@ CHECK_PYTHON = $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' |
 	{ echo "$(PYTHON) cannot create virtualenvs: $(SUDO) apt-get install python3-venv (or python3.X-venv). See docs/install.md"; exit 1; }
 SYSTEM_TOOLS := promtool prometheus amtool prometheus-alertmanager nginx docker-compose openssl chromium
 
-.PHONY: test demo deps system-deps lint typecheck unit bench clean
+.PHONY: test demo demo-vllm real-vllm deps system-deps lint typecheck unit bench clean
 
-test: deps lint typecheck unit
+test: deps real-vllm lint typecheck unit
+
+# vLLM's CPU build in its own venv under ~/.cache/vllm-sidecar/real-vllm (reused while the pinned
+# versions hold) plus the tiny model the real-vLLM test tier and `make demo-vllm` serve.
+real-vllm: $(VENV)/.installed
+	$(BIN)/python -m sidecar.realvllm install
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/vllm-sidecar demo
@@ -25,6 +30,9 @@ $(VENV)/.demo-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[demo]'
 	touch $@
+
+demo-vllm: real-vllm
+	$(BIN)/vllm-sidecar demo --real-vllm
 
 deps: system-deps $(VENV)/.installed
 

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from sidecar import app as sidecar_app
     from sidecar import logs
     from sidecar.config import load
-    from sidecar.emulator import EmulatorOptions, run_emulator
+    from sidecar.emulator import EmulatorOptions
 
     console = Console()
     logs.configure("warning", "console")
@@ -231,9 +232,9 @@ async def _demo(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with run_emulator(emulator_options, port=_port(8000)) as emulator:
+    async with _upstream(args, emulator_options, workdir) as (upstream_name, upstream_url):
         settings = load(
-            upstream=emulator.url,
+            upstream=upstream_url,
             listen=f"127.0.0.1:{_port(8080)}",
             admin_listen=f"127.0.0.1:{_port(9400)}",
             scrape_interval=1.0,
@@ -249,7 +250,7 @@ async def _demo(args: argparse.Namespace) -> int:
         sidecar = sidecar_app.build(settings)
         await sidecar_app.start(sidecar)
         urls = {
-            "vllm (emulated)": emulator.url,
+            upstream_name: upstream_url,
             "proxy": "http://{}:{}/v1".format(*sidecar.bound["proxy"]),
             "admin": "http://{}:{}".format(*sidecar.bound["admin"]),
         }
@@ -298,6 +299,23 @@ def admin_address(settings: Any) -> str:
 
     _, port = split_host_port(settings.admin_listen)
     return f"127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def _upstream(
+    args: argparse.Namespace, options: Any, workdir: Path
+) -> AsyncIterator[tuple[str, str]]:
+    """(name, URL) of what the sidecar fronts: the emulator, or a real vLLM with --real-vllm."""
+    if args.real_vllm:
+        from sidecar.realvllm.demo import real_vllm_upstream
+
+        async with real_vllm_upstream(workdir, _port(8000), args.seed) as url:
+            yield "vllm (real, CPU)", url
+        return
+    from sidecar.emulator import run_emulator
+
+    async with run_emulator(options, port=_port(8000)) as emulator:
+        yield "vllm (emulated)", emulator.url
 
 
 async def _watch(
@@ -400,5 +418,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--seed", type=int, default=0, metavar="N", help="Emulator seed (deterministic text)."
+    )
+    parser.add_argument(
+        "--real-vllm",
+        action="store_true",
+        help="A real vLLM (CPU build, tiny model; installed on first use) instead of the emulator.",
     )
     parser.set_defaults(func=_main)

@@ -40,7 +40,12 @@ _COUNTER_ATTRS = {
     "read_bytes",
     "write_bytes",
 }
-FAMILIES: dict[MetricsProfile, tuple[Family, ...]] = {"current": CURRENT, "v0.9": V09, "v0.6": V06}
+FAMILIES: dict[MetricsProfile, tuple[Family, ...]] = {
+    "current": CURRENT,
+    "v0.32": CURRENT,
+    "v0.9": V09,
+    "v0.6": V06,
+}
 PROMPT_SOURCES = ("local_compute", "local_cache_hit", "external_kv_transfer")
 CACHE_TIERS = ("device", "host", "disk", "p2p", "external_unspecified")
 
@@ -85,7 +90,7 @@ def cache_config_labels(options: EmulatorOptions, engine: str) -> Labels:
         }
     size_tokens = options.num_gpu_blocks * options.block_size
     none = "None"
-    return {
+    labels = {
         "_block_size_resolved": "True",
         "block_size": bs,
         "cache_dtype": "auto",
@@ -125,6 +130,9 @@ def cache_config_labels(options: EmulatorOptions, engine: str) -> Labels:
         "use_replayssm": "False",
         "user_specified_block_size": "False",
     }
+    if options.metrics_profile == "v0.32":  # the simple CPU offloader came with 0.33
+        del labels["simple_cpu_offload_num_blocks"]
+    return labels
 
 
 class VllmCollector(Collector):
@@ -269,7 +277,17 @@ def build_registry(engine: Engine, http: HttpStats | None) -> CollectorRegistry:
     return registry
 
 
+TEXT_1_0 = "text/plain; version=1.0.0; charset=utf-8"
+
+
 def render(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
     """Body and content type, honouring ``Accept`` as vLLM's ``make_asgi_app`` does."""
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
+
+
+def render_fixed_text(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """vLLM >= 0.32's ``/metrics``: the classic text format whatever ``Accept`` asks, labelled
+    ``version=1.0.0`` (seen on a real 0.32.0 server; the body is the 0.0.4 text format)."""
+    encoder, _ = choose_encoder("text/plain")
+    return encoder(registry), TEXT_1_0

@@ -66,7 +66,9 @@ def histogram_buckets(profile: MetricsProfile, max_model_len: int) -> dict[str, 
         "params_max_tokens": tokens,
         "req_preemptions": PREEMPTION_BUCKETS,
         "prefill_computed": tokens,
-        "iteration_tokens": ITERATION_BUCKETS_V1 if profile == "current" else ITERATION_BUCKETS_V09,
+        "iteration_tokens": (
+            ITERATION_BUCKETS_V1 if profile in ("current", "v0.32") else ITERATION_BUCKETS_V09
+        ),
     }
 
 
@@ -92,11 +94,31 @@ class ProfileFacts:
     """Errors as ``{"object":"error",...}`` (before vLLM #22099) instead of ``{"error":{...}}``."""
     finish_reasons: tuple[str, ...]
     """``finished_reason`` children created at start-up (V0 creates them when first seen)."""
+    metrics_text_1_0: bool = False
+    """``GET /metrics`` ignores ``Accept`` and answers ``text/plain; version=1.0.0`` (vLLM >= 0.32
+    mounts prometheus_client's app twice: ``/metrics`` fixed, ``/metrics/`` negotiating)."""
+    system_fingerprint: bool = False
+    """Responses carry ``system_fingerprint`` (the usage chunk, else the finishing event)."""
 
 
 FACTS: dict[MetricsProfile, ProfileFacts] = {
     "current": ProfileFacts(
-        "0.33.0", True, ("/v1", "/v2"), False, ("stop", "length", "abort", "error", "repetition")
+        "0.33.0",
+        True,
+        ("/v1", "/v2"),
+        False,
+        ("stop", "length", "abort", "error", "repetition"),
+        metrics_text_1_0=True,
+        system_fingerprint=True,
+    ),
+    "v0.32": ProfileFacts(
+        "0.32.0",
+        True,
+        ("/v1", "/v2"),
+        False,
+        ("stop", "length", "abort", "error", "repetition"),
+        metrics_text_1_0=True,
+        system_fingerprint=True,
     ),
     "v0.9": ProfileFacts("0.9.2", True, ("/v1",), True, ("stop", "length", "abort")),
     "v0.6": ProfileFacts("0.6.3", False, ("/v1",), True, ()),

@@ -142,6 +142,7 @@ class _Writer:
             f'"created":{self.created},"model":{model},'
         )
         self.response_id = response_id
+        self.fingerprint = state.fingerprint
 
     # --- whole responses ----------------------------------------------------------------------
     async def whole(self) -> web.Response:
@@ -162,7 +163,6 @@ class _Writer:
                 message: dict[str, Any] = {
                     "role": "assistant",
                     "content": content,
-                    "tool_calls": [],
                     "reasoning_content": None,
                 }
                 item: dict[str, Any] = {"index": choice.index, "message": message}
@@ -184,7 +184,7 @@ class _Writer:
             "model": self.params.model,
             "choices": out_choices,
             "service_tier": None,
-            "system_fingerprint": None,
+            "system_fingerprint": self.fingerprint,
             "usage": protocol.usage(self.prompt_tokens, completion_tokens),
             "prompt_logprobs": None,
         }
@@ -200,6 +200,8 @@ class _Writer:
         if finish is not None or not self.chat:
             tail += f',"stop_reason":{protocol.dumps(stop)}'
         usage = ""
+        if finish is not None and not self.params.include_usage and self.fingerprint:
+            usage = f',"system_fingerprint":{protocol.dumps(self.fingerprint)}'
         if self.params.continuous_usage and self.params.include_usage:
             done = self.choices[index].sent
             usage = ',"usage":' + protocol.dumps(
@@ -216,9 +218,14 @@ class _Writer:
     def _role_events(self) -> str:
         events = []
         for choice in self.choices:
+            usage = ""
+            if self.params.continuous_usage and self.params.include_usage:
+                prompt = self.prompt_len[choice.index]
+                counts = {"prompt_tokens": prompt, "total_tokens": prompt, "completion_tokens": 0}
+                usage = ',"usage":' + protocol.dumps(counts)
             events.append(
                 f'{self.head}"choices":[{{"index":{choice.index},"delta":{{"role":"assistant",'
-                f'"content":""}},"logprobs":null,"finish_reason":null}}]}}\n\n'
+                f'"content":""}},"logprobs":null,"finish_reason":null}}]{usage}}}\n\n'
             )
         return "".join(events)
 
@@ -239,12 +246,12 @@ class _Writer:
             choice.closed = True
             return events, "error"
         produced = sequence.output
-        while choice.sent < produced:
-            position = choice.sent
-            choice.sent += 1
-            last = finish is not None and choice.sent == produced
-            delta = choice.plan.deltas[position]
-            if last:
+        if choice.sent < produced:
+            # Like vLLM, one event carries every token produced since the last write: when the
+            # writer falls behind the engine, tokens merge (SSE events are not tokens).
+            delta = "".join(choice.plan.deltas[choice.sent : produced])
+            choice.sent = produced
+            if finish is not None:
                 stop = choice.plan.stop_reason if finish == choice.plan.finish_reason else None
                 events.append(self._event(choice.index, delta, finish, stop))
                 choice.closed = True
@@ -297,8 +304,13 @@ class _Writer:
             completion = sum(choice.sequence.output for choice in self.choices)
             usage = protocol.usage(self.prompt_tokens, completion)
             del usage["prompt_tokens_details"]
+            tail = (
+                f',"system_fingerprint":{protocol.dumps(self.fingerprint)}'
+                if self.fingerprint
+                else ""
+            )
             await response.write(
-                f'{self.head}"choices":[],"usage":{protocol.dumps(usage)}}}\n\n'.encode()
+                f'{self.head}"choices":[],"usage":{protocol.dumps(usage)}{tail}}}\n\n'.encode()
             )
         await response.write(SSE_DONE)
         await response.write_eof()

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-MetricsProfile = Literal["current", "v0.9", "v0.6"]
-PROFILES: tuple[MetricsProfile, ...] = ("current", "v0.9", "v0.6")
+MetricsProfile = Literal["current", "v0.32", "v0.9", "v0.6"]
+PROFILES: tuple[MetricsProfile, ...] = ("current", "v0.32", "v0.9", "v0.6")
 OutageMode = Literal["none", "unhealthy", "refuse"]
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -32,8 +32,9 @@ class EmulatorOptions:
     model: str = DEFAULT_MODEL
     """Served model name: the ``model`` field clients send and the ``model_name`` label."""
     metrics_profile: MetricsProfile = "current"
-    """Which vLLM release to imitate: current = 0.33.0, v0.9 = 0.9.2 (old + new names side by
-    side), v0.6 = 0.6.3 (V0 engine, multiprocess /metrics page)."""
+    """Which vLLM release to imitate: current = 0.33.0, v0.32 = 0.32.0 (calibrated against a
+    real server: same families, no ``simple_cpu_offload_num_blocks`` cache label), v0.9 = 0.9.2
+    (old + new names side by side), v0.6 = 0.6.3 (V0 engine, multiprocess /metrics page)."""
     data_parallel: int = 1
     """Engines behind the one API server, exposed as ``engine="0".."N-1"``."""
     api_server_count: int | None = None

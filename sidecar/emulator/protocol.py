@@ -16,6 +16,8 @@ from sidecar.emulator import text
 
 Kind = Literal["chat", "completion"]
 MAX_N = 128
+GREEDY_BELOW = 1e-5
+"""vLLM's ``_SAMPLING_EPS``: a temperature below it means greedy sampling."""
 
 
 class ApiError(Exception):
@@ -38,6 +40,13 @@ class ApiError(Exception):
 
 def bad_request(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, "BadRequestError", message, param)
+
+
+def validation_error(loc: str, err_type: str, msg: str, given: str, ctx: str = "") -> ApiError:
+    """FastAPI's request-validation error as vLLM reports it: type ``Bad Request``, the pydantic
+    location as ``param`` (seen on a real 0.32.0 server for bad JSON and missing fields)."""
+    detail = f"{{'type': '{err_type}', 'loc': '{loc}', 'msg': '{msg}', 'input': '{given}'{ctx}}}"
+    return ApiError(400, "Bad Request", f"1 validation error:\n  {detail}", loc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +79,16 @@ class GenerationParams:
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise validation_error("body", "missing", "Field required", "None")
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except json.JSONDecodeError as exc:
+        context = f", 'ctx': {{'error': '{exc.msg}'}}"
+        raise validation_error(
+            f"body.{exc.pos}", "json_invalid", "JSON decode error", "<dict of 0 items>", context
+        ) from None
+    except UnicodeDecodeError as exc:
         raise bad_request(f"Invalid JSON body: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
@@ -130,6 +146,9 @@ def _message_text(content: Any) -> str:
 
 def _chat_prompt(body: Mapping[str, Any]) -> Prompt:
     messages = body.get("messages")
+    if messages is None:
+        given = f"<dict of {len(body)} items>"
+        raise validation_error("body.messages", "missing", "Field required", given)
     if not isinstance(messages, list) or not messages:
         raise bad_request("messages must be a non-empty list.", "messages")
     pairs: list[tuple[str, str]] = []
@@ -178,6 +197,10 @@ def parse_generation(kind: Kind, body: Mapping[str, Any], served_model: str) -> 
     n = _int_field(body, "n", minimum=1) or 1
     if n > MAX_N:
         raise bad_request(f"n must be at most {MAX_N}, got {n}.", "n")
+    temperature = body.get("temperature")
+    greedy = isinstance(temperature, int | float) and temperature < GREEDY_BELOW
+    if greedy and n > 1:  # vLLM's SamplingParams._verify_greedy_sampling
+        raise bad_request(f"n must be 1 when using greedy sampling, got {n}.")
     stream = _bool_field(body, "stream")
     options = body.get("stream_options")
     if options is not None and not stream:
@@ -210,8 +233,23 @@ def parse_generation(kind: Kind, body: Mapping[str, Any], served_model: str) -> 
 
 def check_context(params: GenerationParams, max_model_len: int) -> None:
     """vLLM's context-length validation (400 before anything is queued)."""
+    if params.max_tokens is not None and params.max_tokens > max_model_len:
+        raise bad_request(
+            f"max_tokens={params.max_tokens} cannot be greater than max_model_len="
+            f"{max_model_len}. Please request fewer output tokens. "
+            f"(parameter=max_tokens, value={params.max_tokens})",
+            "max_tokens",
+        )
     for prompt in params.prompts:
         length = len(prompt.ids)
+        if length > max_model_len:
+            raise bad_request(
+                f"This model's maximum context length is {max_model_len} tokens. However, your "
+                f"prompt contains {length} input tokens, which exceeds this limit even without "
+                "any output tokens. Please reduce the length of the input prompt. "
+                f"(parameter=input_tokens, value={length})",
+                "input_tokens",
+            )
         wanted = length + (params.max_tokens or 0)
         if length >= max_model_len or wanted > max_model_len:
             raise bad_request(

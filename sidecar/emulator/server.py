@@ -58,6 +58,15 @@ class EmulatorState:
             key_digests=tuple(hashlib.sha256(key.encode()).digest() for key in options.api_keys),
         )
 
+    @property
+    def fingerprint(self) -> str | None:
+        """``system_fingerprint``: ``vllm-<version>-<8 hex>`` per server start (>= 0.32)."""
+        if not self.facts.system_fingerprint:
+            return None
+        version = self.options.vllm_version or self.facts.version
+        digest = hashlib.sha256(f"{self.started}-{self.options.seed}".encode()).hexdigest()
+        return f"vllm-{version}-{digest[:8]}"
+
     def authorized(self, header: str | None) -> bool:
         """vLLM's check: ``Bearer <key>`` (scheme case-insensitive), SHA-256 + compare_digest."""
         if not header:
@@ -77,6 +86,13 @@ def _json_error(error: protocol.ApiError, flat: bool) -> web.Response:
         status=error.status,
         body=protocol.dumps(error.body(flat=flat)).encode(),
         content_type="application/json",
+    )
+
+
+def _json_response(value: object, status: int = 200) -> web.Response:
+    """JSON as FastAPI sends it: ``content-type: application/json``, no charset parameter."""
+    return web.Response(
+        status=status, body=protocol.dumps(value).encode(), content_type="application/json"
     )
 
 
@@ -127,9 +143,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         return response
     except web.HTTPException as exc:
         status = exc.status
-        response = web.json_response(
-            {"detail": exc.reason}, status=exc.status, dumps=protocol.dumps
-        )
+        response = _json_response({"detail": exc.reason}, status=exc.status)
         return response
     except asyncio.CancelledError:
         status = 200 if request.get(keys.STREAMING) else 499
@@ -158,9 +172,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def version(request: web.Request) -> web.Response:
     state: EmulatorState = request.app[keys.STATE]
-    return web.json_response(
-        {"version": state.options.vllm_version or state.facts.version}, dumps=protocol.dumps
-    )
+    return _json_response({"version": state.options.vllm_version or state.facts.version})
 
 
 async def models(request: web.Request) -> web.Response:
@@ -191,12 +203,15 @@ async def models(request: web.Request) -> web.Response:
             }
         ],
     }
-    return web.json_response({"object": "list", "data": [card]}, dumps=protocol.dumps)
+    return _json_response({"object": "list", "data": [card]})
 
 
 async def metrics(request: web.Request) -> web.Response:
     state: EmulatorState = request.app[keys.STATE]
-    body, content_type = exposition.render(state.registry, request.headers.get("Accept"))
+    if state.facts.metrics_text_1_0 and not request.path.endswith("/"):
+        body, content_type = exposition.render_fixed_text(state.registry)
+    else:
+        body, content_type = exposition.render(state.registry, request.headers.get("Accept"))
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response

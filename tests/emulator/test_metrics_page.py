@@ -124,10 +124,11 @@ async def test_page_parses_into_a_complete_snapshot(
 ) -> None:
     """The sidecar's parser accepts the page and finds every metric it requires."""
     async with http.get(f"{emulator.url}/metrics") as response:
-        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        # vLLM >= 0.32 labels its classic text page version=1.0.0 (a real 0.32.0 server did)
+        assert response.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"
         body = await response.read()
     snapshot = parse_snapshot(
-        body, "text/plain; version=0.0.4; charset=utf-8", timestamp=0.0, monotonic=0.0
+        body, "text/plain; version=1.0.0; charset=utf-8", timestamp=0.0, monotonic=0.0
     )
     assert missing_required(snapshot.present) == []
     assert snapshot.models() == [emulator.options.model]
@@ -210,9 +211,14 @@ async def test_data_parallel_engines_are_labelled_and_page_is_multiprocess(
 async def test_openmetrics_accept_gets_openmetrics_that_the_parser_folds_back(
     emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:
-    """Like vLLM's make_asgi_app: OpenMetrics on request (vllm_ escaping), parseable by us."""
+    """Like vLLM's ``/metrics/`` mount: OpenMetrics on request (vllm_ escaping), parseable by us.
+
+    ``/metrics`` (no slash) ignores Accept on vLLM >= 0.32, so only ``/metrics/`` negotiates.
+    """
     accept = "application/openmetrics-text; version=1.0.0"
     async with http.get(f"{emulator.url}/metrics", headers={"Accept": accept}) as response:
+        assert response.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"
+    async with http.get(f"{emulator.url}/metrics/", headers={"Accept": accept}) as response:
         content_type = response.headers["Content-Type"]
         body = await response.read()
     assert content_type.startswith("application/openmetrics-text")
