@@ -24,10 +24,11 @@ NOT_REDACTED = r"(?!\[REDACTED)"
 
 
 def starts_after(excluded: str) -> str:
-    """A start not preceded by ``excluded`` (a character class), or right after a JSON escape
-    such as ``\\n``: tool-call arguments are recorded as JSON text, where a secret at the start
-    of a line follows the letter ``n`` of the escape, which is not part of the secret."""
-    return rf"(?:(?<!{excluded})|(?<=\\[nrtbf]))"
+    """A start not preceded by ``excluded`` (a character class) unless that character follows a
+    backslash: tool-call arguments are recorded as JSON text, where a secret at the start of a
+    line follows the ``n`` of the escape ``\\n``, which is not part of the secret. (One nested
+    look-behind: cheaper than an alternative of two.)"""
+    return rf"(?<!(?<!\\){excluded})"
 
 
 WORD_START = starts_after(r"\w")
