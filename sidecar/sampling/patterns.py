@@ -23,6 +23,17 @@ Validator = Callable[[str], int | None]
 NOT_REDACTED = r"(?!\[REDACTED)"
 
 
+def starts_after(excluded: str) -> str:
+    """A start not preceded by ``excluded`` (a character class) unless that character follows a
+    backslash: tool-call arguments are recorded as JSON text, where a secret at the start of a
+    line follows the ``n`` of the escape ``\\n``, which is not part of the secret. (One nested
+    look-behind: cheaper than an alternative of two.)"""
+    return rf"(?<!(?<!\\){excluded})"
+
+
+WORD_START = starts_after(r"\w")
+
+
 class Match(Protocol):
     """What the redactor reads from a match (``re.Match`` and ``re2``'s match both have it)."""
 
@@ -168,7 +179,8 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "jwt",
-        re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+        # No word boundary: "eyJ...eyJ....sig" is specific enough, and "token_eyJ..." is one too.
+        re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
         hint="eyJ",
     ),
     Pattern(
@@ -187,7 +199,7 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "api_key",
         re.compile(
-            r"\b(?:sk-[A-Za-z0-9_-]{16,}"
+            WORD_START + r"(?:sk-[A-Za-z0-9_-]{16,}"
             r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
             r"|gh[pousr]_[A-Za-z0-9]{30,}"
             r"|github_pat_[A-Za-z0-9_]{30,}"
@@ -200,19 +212,23 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "aws_key",
-        re.compile(r"\b(?:" + "|".join(AWS_KEY_PREFIXES) + r")[A-Z0-9]{16}\b"),
+        re.compile(WORD_START + r"(?:" + "|".join(AWS_KEY_PREFIXES) + r")[A-Z0-9]{16}\b"),
     ),
     Pattern(
         "aws_secret",
         # A whole run of the base64 alphabet (the look-behind makes the search start only at a
         # run's beginning, so a long base64 blob costs one pass); the validator keeps runs of
         # exactly 40 characters that mix upper case, lower case and digits, as AWS secret keys do.
-        re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40,}+(?!=)"),
+        re.compile(starts_after(r"[A-Za-z0-9/+]") + r"[A-Za-z0-9/+]{40,}+(?!=)"),
         validate=_aws_secret,
     ),
     Pattern(
         "webhook",
-        re.compile(r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]+"),
+        # Plain, URL-encoded (a query parameter) or with JSON-escaped slashes.
+        re.compile(
+            r"(?:https?(?::|%3[Aa])(?:/|%2[Ff]|\\/){2})?hooks\.slack\.com(?:/|%2[Ff]|\\/)"
+            r"(?:services|workflows|triggers)(?:[\w-]|/|%2[Ff]|\\/)+"
+        ),
         hint="hooks.slack.com",
     ),
     Pattern(
@@ -235,22 +251,22 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "iban",
-        re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,34}\b"),
+        re.compile(WORD_START + r"[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,34}\b"),
         validate=_iban,
     ),
     Pattern(
         "card",
         re.compile(
-            r"(?<![\w+-])(?:\d{13,19}"
+            starts_after(r"[\w+-]") + r"(?:\d{13,19}"
             r"|\d{4}([ .-])\d{4}\1\d{4}\1\d{1,7}"
-            r"|\d{4}[ -]\d{6}[ -]\d{4,5})(?![\w-])"
+            r"|\d{4}[ .-]\d{6}[ .-]\d{4,5})(?![\w-])"
         ),
         validate=_card,
     ),
     Pattern(
         "ipv6",
         re.compile(
-            r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}"
+            starts_after(r"[\w:.]") + r"(?:[0-9A-Fa-f]{0,4}:){2,7}"
             r"(?:" + _OCTET + r"(?:\." + _OCTET + r"){3}|[0-9A-Fa-f]{0,4})(?![\w:])"
         ),
         validate=_ipv6,
@@ -258,13 +274,15 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "ipv4",
-        re.compile(r"(?<![\w.])(?:" + _OCTET + r"\.){3}" + _OCTET + r"(?!\.?\d)(?!\w)"),
+        re.compile(
+            starts_after(r"[\w.]") + r"(?:" + _OCTET + r"\.){3}" + _OCTET + r"(?!\.?\d)(?!\w)"
+        ),
         hint=".",
     ),
     Pattern(
         "phone",
         re.compile(
-            r"(?<![\w+])(?:"
+            starts_after(r"[\w+]") + r"(?:"
             r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}"
             r"|(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}"
             r"|0\d{1,4}[ /-]?\d{3,4}[ -]?\d{3,4}"

@@ -161,9 +161,12 @@ class Redactor:
             return cleaned
         if isinstance(value, list | tuple):
             return [self.clean(item, counts) for item in value]
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**7:
-            # A card or phone number sent as a JSON number still counts.
-            text = str(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 10**7:
+            # A card or phone number sent as a JSON number still counts, negative or written as
+            # an integral float (``4111111111111111.0``) too.
+            if isinstance(value, float) and not value.is_integer():
+                return value
+            text = str(abs(int(value)))
             redacted = self.clean_text(text, counts)
             return value if redacted == text else redacted
         return value
