@@ -353,7 +353,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--metrics-page",
         type=Path,
-        help="the /metrics page the fake vLLM serves (default: ../shared/vllm/v1-1model.prom)",
+        help="the /metrics page the fake vLLM serves (default: tests/data/vllm/v1-1model.prom)",
     )
     parser.add_argument("--json", type=Path, help="write every raw figure here")
     parser.add_argument(

@@ -1,7 +1,7 @@
 """The metric families each emulated vLLM release exposes: names, types, HELP, labels, buckets.
 
-Facts come from ``shared/vllm/families-0.33.0.md`` (current), the reference's rename table
-(0.9.2 exposes old and new names side by side) and ``shared/vllm/v0.6.3-multiproc.prom`` (V0).
+Facts come from ``tests/data/vllm/families-0.33.0.md`` (current), the reference's rename table
+(0.9.2 exposes old and new names side by side) and ``tests/data/vllm/v0.6.3-multiproc.prom`` (V0).
 Each family names a *source*: a counter or gauge read off the engine, or a histogram key of
 :class:`~sidecar.emulator.stats.EngineStats`, so the three releases share one engine model.
 """
