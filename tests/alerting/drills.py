@@ -91,11 +91,30 @@ async def real_vllm_backend(
     server = await asyncio.to_thread(servers, *flags)
     stopped: list[int] = []
 
+    async def engine_reports_running() -> bool:
+        async with aiohttp.ClientSession() as session, session.get(f"{server.url}/metrics") as page:
+            text = await page.text()
+        return any(
+            line.startswith("vllm:num_requests_running{") and float(line.rsplit(" ", 1)[1]) > 0
+            for line in text.splitlines()
+        )
+
     async def stall() -> None:
-        engine = server.pid_of("EngineCore")
-        assert engine is not None, "no EngineCore process in the server's group"
-        stopped.append(engine)
-        os.kill(engine, signal.SIGSTOP)
+        # The running gauge is the engine's last report: a STOP that lands between two batches
+        # (every request just finished, the next ones not yet scheduled) freezes it at 0 and
+        # no stall alert can fire. Freeze until the frozen page shows requests running.
+        deadline = time.monotonic() + 30
+        while True:
+            engine = server.pid_of("EngineCore")
+            assert engine is not None, "no EngineCore process in the server's group"
+            stopped.append(engine)
+            os.kill(engine, signal.SIGSTOP)
+            await asyncio.sleep(0.3)  # stats the engine sent before the STOP land first
+            if await engine_reports_running():
+                return
+            assert time.monotonic() < deadline, "the engine never froze with requests running"
+            await resume()
+            await asyncio.sleep(0.2)
 
     async def resume() -> None:
         while stopped:
