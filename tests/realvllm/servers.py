@@ -19,13 +19,14 @@ MODEL_SEED = 0
 
 
 class RealVllmFactory(Protocol):
-    def __call__(self, *flags: str, fresh: bool = False) -> VllmServer: ...
+    def __call__(self, *flags: str, fresh: bool = False, seed: int = MODEL_SEED) -> VllmServer: ...
 
 
-def installed_real_vllm() -> tuple[RealVllmEnv, Path]:
-    """The install and model the tier needs; fails (never skips) naming ``make real-vllm``."""
+def installed_real_vllm(seed: int = MODEL_SEED) -> tuple[RealVllmEnv, Path]:
+    """The install and the model of ``seed`` (``make real-vllm`` builds seeds 0 and 1); fails
+    (never skips) naming ``make real-vllm``."""
     env = real_vllm_env()
-    model = model_dir(env, MODEL_SEED)
+    model = model_dir(env, seed)
     if not env.is_ready() or not (model / "built.json").is_file():
         pytest.fail(
             f"the real vLLM is not installed at {env.root} (or its model is missing): "
@@ -38,18 +39,19 @@ def installed_real_vllm() -> tuple[RealVllmEnv, Path]:
 @pytest.fixture(scope="session")
 def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllmFactory]:
     """Factory of real vLLM servers, one per distinct flag set per session (see module doc)."""
-    env, model = installed_real_vllm()
-    shared: dict[tuple[str, ...], VllmServer] = {}
+    installed_real_vllm()
+    shared: dict[tuple[int, tuple[str, ...]], VllmServer] = {}
     private: list[VllmServer] = []
 
-    def get(*flags: str, fresh: bool = False) -> VllmServer:
-        key = tuple(flags) or DEFAULT_FLAGS
+    def get(*flags: str, fresh: bool = False, seed: int = MODEL_SEED) -> VllmServer:
+        key = (seed, tuple(flags) or DEFAULT_FLAGS)
         if not fresh and key in shared:
             if shared[key].healthy():
                 return shared[key]
             shared.pop(key).stop()  # a test left it dead: replace it
         workdir = tmp_path_factory.mktemp("vllm")
-        server = start_server(env, model, workdir, key)
+        env, model = installed_real_vllm(seed)
+        server = start_server(env, model, workdir, key[1])
         if fresh:
             private.append(server)
         else:
