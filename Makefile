@@ -17,9 +17,10 @@ SYSTEM_TOOLS := promtool prometheus amtool prometheus-alertmanager nginx docker-
 test: deps real-vllm lint typecheck unit
 
 # vLLM's CPU build in its own venv under ~/.cache/vllm-sidecar/real-vllm (reused while the pinned
-# versions hold) plus the tiny model the real-vLLM test tier and `make demo-vllm` serve.
+# versions hold) plus the tiny models the real-vLLM test tier and `make demo-vllm` serve (seed 1:
+# the "candidate" of the replay-compare test).
 real-vllm: $(VENV)/.installed
-	$(BIN)/python -m sidecar.realvllm install
+	$(BIN)/python -m sidecar.realvllm install --seed 0 --seed 1
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/vllm-sidecar demo

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.realvllm.servers import real_vllm
 from tests.support import TEST_DATA, Processes, free_port, wait_for_port
 
-__all__ = ["TEST_DATA", "Processes", "free_port", "wait_for_port"]
+__all__ = ["TEST_DATA", "Processes", "free_port", "real_vllm", "wait_for_port"]
+# ``real_vllm`` (session): one real vLLM server per flag set, shared by every test area.
 
 
 @pytest.fixture

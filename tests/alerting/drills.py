@@ -9,8 +9,9 @@ that serves ``/metrics`` and ``/health``, the served model name, and two corouti
 (the engine stops making progress while the API server keeps answering: the emulator's ``stall``
 fault, or ``kill -STOP`` of the EngineCore process on a real vLLM) and ``resume()`` (``kill
 -CONT``). For the admission drill it must have been started with ``--max-num-queued-reqs 2``
-(:data:`ADMISSION_LIMIT`). Today's backend is the emulator; the real-vLLM tier plugs in a
-second :class:`Backend` and every drill runs against it unchanged.
+(:data:`ADMISSION_LIMIT`). :data:`BACKENDS` names the emulator and real vLLM (the realvllm tier's
+session servers: the default one for the stall and abort drills, one with the admission limit);
+:func:`open_backend` opens either, and every drill runs against both unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,10 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from sidecar.alerting import generate
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.runner import run_emulator
+from sidecar.realvllm.launch import DEFAULT_FLAGS, SERVED_MODEL
+from tests.realvllm.servers import RealVllmFactory
 from tests.support import Processes, free_port, wait_for_port
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -72,10 +78,68 @@ async def emulator_backend(*, admission_limit: int | None = None) -> AsyncIterat
         yield Backend("emulator", emulator.url, options.model, stall, resume)
 
 
-BACKENDS: dict[str, Callable[..., contextlib.AbstractAsyncContextManager[Backend]]] = {
-    "emulator": emulator_backend,
-}
-"""Backends the drills run against; the real-vLLM tier adds its own here."""
+@contextlib.asynccontextmanager
+async def real_vllm_backend(
+    servers: RealVllmFactory, *, admission_limit: int | None = None
+) -> AsyncIterator[Backend]:
+    """A real ``vllm serve`` from the session's servers: ``stall`` is ``kill -STOP`` of its
+    EngineCore (the API server keeps answering), ``resume`` is ``kill -CONT``; leaving the
+    context CONTinues whatever is still stopped, so the shared server is never left frozen."""
+    flags = DEFAULT_FLAGS
+    if admission_limit is not None:
+        flags = (*DEFAULT_FLAGS, "--max-num-queued-reqs", str(admission_limit))
+    server = await asyncio.to_thread(servers, *flags)
+    stopped: list[int] = []
+
+    async def engine_reports_running() -> bool:
+        async with aiohttp.ClientSession() as session, session.get(f"{server.url}/metrics") as page:
+            text = await page.text()
+        return any(
+            line.startswith("vllm:num_requests_running{") and float(line.rsplit(" ", 1)[1]) > 0
+            for line in text.splitlines()
+        )
+
+    async def stall() -> None:
+        # The running gauge is the engine's last report: a STOP that lands between two batches
+        # (every request just finished, the next ones not yet scheduled) freezes it at 0 and
+        # no stall alert can fire. Freeze until the frozen page shows requests running.
+        deadline = time.monotonic() + 30
+        while True:
+            engine = server.pid_of("EngineCore")
+            assert engine is not None, "no EngineCore process in the server's group"
+            stopped.append(engine)
+            os.kill(engine, signal.SIGSTOP)
+            await asyncio.sleep(0.3)  # stats the engine sent before the STOP land first
+            if await engine_reports_running():
+                return
+            assert time.monotonic() < deadline, "the engine never froze with requests running"
+            await resume()
+            await asyncio.sleep(0.2)
+
+    async def resume() -> None:
+        while stopped:
+            os.kill(stopped.pop(), signal.SIGCONT)
+
+    try:
+        yield Backend("real-vllm", server.url, SERVED_MODEL, stall, resume)
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+BACKENDS = ["emulator", pytest.param("real-vllm", marks=pytest.mark.realvllm)]
+"""Parametrise ``backend_name`` with this: every drill runs on the emulator and on real vLLM."""
+
+
+def open_backend(
+    name: str, request: pytest.FixtureRequest, *, admission_limit: int | None = None
+) -> contextlib.AbstractAsyncContextManager[Backend]:
+    """The backend ``name``; real vLLM takes its server from the session's ``real_vllm``."""
+    if name == "real-vllm":
+        servers: RealVllmFactory = request.getfixturevalue("real_vllm")
+        return real_vllm_backend(servers, admission_limit=admission_limit)
+    return emulator_backend(admission_limit=admission_limit)
 
 
 @dataclass

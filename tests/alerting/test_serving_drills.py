@@ -1,8 +1,9 @@
 """Serving alerts fire drills: both paths fire; the time from fault to firing is printed.
 
-Each drill runs against every backend in :data:`tests.alerting.drills.BACKENDS` (the emulator
-today; the real-vLLM tier adds itself there). Timings print as ``drill ALERT on BACKEND: ...`` (run
-with ``-s`` to see them) and are attached to the test report as properties.
+Each drill runs against every backend in :data:`tests.alerting.drills.BACKENDS`: the emulator and
+real vLLM (marked ``realvllm``; stall = ``kill -STOP`` of its EngineCore). Timings print as
+``drill ALERT on BACKEND: ...`` (run with ``-s`` to see them) and are attached to the test report
+as properties.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.alerting.drills import ADMISSION_LIMIT, BACKENDS, DrillStack, drill_stack
+from tests.alerting.drills import ADMISSION_LIMIT, BACKENDS, DrillStack, drill_stack, open_backend
 from tests.support import Processes
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend_name", sorted(BACKENDS))]
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend_name", BACKENDS)]
 Record = Callable[[str, object], None]
 
 
@@ -68,11 +69,15 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
 
 
 async def test_engine_stall_fires_on_both_paths_and_resolves(
-    backend_name: str, processes: Processes, tmp_path: Path, record_property: Record
+    backend_name: str,
+    request: pytest.FixtureRequest,
+    processes: Processes,
+    tmp_path: Path,
+    record_property: Record,
 ) -> None:
     """Requests in flight and a frozen engine (/health still 200): VLLMEngineStalled fires."""
     async with contextlib.AsyncExitStack() as exits:
-        backend = await exits.enter_async_context(BACKENDS[backend_name]())
+        backend = await exits.enter_async_context(open_backend(backend_name, request))
         stack = await exits.enter_async_context(drill_stack(backend, processes, tmp_path))
         stop = asyncio.Event()
         clients = await _workers(4, lambda _i: _stream(stack, 400, abandon=False), stop)
@@ -102,12 +107,16 @@ async def test_engine_stall_fires_on_both_paths_and_resolves(
 
 
 async def test_admission_rejections_fire_on_both_paths(
-    backend_name: str, processes: Processes, tmp_path: Path, record_property: Record
+    backend_name: str,
+    request: pytest.FixtureRequest,
+    processes: Processes,
+    tmp_path: Path,
+    record_property: Record,
 ) -> None:
     """--max-num-queued-reqs 2 and a burst of eight clients: VLLMAdmissionRejections fires."""
     async with contextlib.AsyncExitStack() as exits:
         backend = await exits.enter_async_context(
-            BACKENDS[backend_name](admission_limit=ADMISSION_LIMIT)
+            open_backend(backend_name, request, admission_limit=ADMISSION_LIMIT)
         )
         stack = await exits.enter_async_context(drill_stack(backend, processes, tmp_path))
         statuses: list[int] = []
@@ -131,11 +140,15 @@ async def test_admission_rejections_fire_on_both_paths(
 
 
 async def test_clients_abandoning_streams_fire_on_both_paths(
-    backend_name: str, processes: Processes, tmp_path: Path, record_property: Record
+    backend_name: str,
+    request: pytest.FixtureRequest,
+    processes: Processes,
+    tmp_path: Path,
+    record_property: Record,
 ) -> None:
     """Half the clients hang up after the first chunk: VLLMClientAbortsHigh fires."""
     async with contextlib.AsyncExitStack() as exits:
-        backend = await exits.enter_async_context(BACKENDS[backend_name]())
+        backend = await exits.enter_async_context(open_backend(backend_name, request))
         stack = await exits.enter_async_context(drill_stack(backend, processes, tmp_path))
         stop = asyncio.Event()
         started = time.monotonic()

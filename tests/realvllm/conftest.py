@@ -12,8 +12,10 @@ Reusing the servers (e.g. for real-engine fire drills)::
 
 ``real_vllm(*flags)`` returns the ONE server started for exactly those vLLM flags in this session
 (started on first use, stopped at session end); pass ``fresh=True`` for a private server the test
-may kill (it is stopped at session end too). The flags follow the fixed ones (model, served name
-``tiny-llama``, 127.0.0.1, free port, ``--enforce-eager``); always size the KV cache.
+may kill (it is stopped at session end too). The fixture lives in ``tests/realvllm/servers.py``,
+registered by the root conftest, so other areas (the serving drills) share the same servers.
+The flags follow the fixed ones (model, served name ``tiny-llama``, 127.0.0.1, free port,
+``--enforce-eager``); always size the KV cache.
 
 ``backend`` parametrises a test over the emulator and real vLLM with the same served model name
 and context length, so one check runs on both; for another configuration parametrise ``kind``
@@ -23,24 +25,17 @@ with ``KINDS`` and call ``await make_backend(kind, Config(vllm_flags, emulator_o
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 
 from sidecar.emulator import Emulator, EmulatorOptions, run_emulator
-from sidecar.realvllm.install import RealVllmEnv, real_vllm_env
-from sidecar.realvllm.launch import DEFAULT_FLAGS, SERVED_MODEL, VllmServer, start_server
-from sidecar.realvllm.model import model_dir
+from sidecar.realvllm.launch import DEFAULT_FLAGS, SERVED_MODEL, VllmServer
+from tests.realvllm.servers import RealVllmFactory
 
-MODEL_SEED = 0
 MAX_MODEL_LEN = 2048
-
-
-class RealVllmFactory(Protocol):
-    def __call__(self, *flags: str, fresh: bool = False) -> VllmServer: ...
 
 
 @dataclass(frozen=True)
@@ -59,47 +54,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "real_vllm" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.realvllm)
-
-
-def installed_real_vllm() -> tuple[RealVllmEnv, Path]:
-    """The install and model the tier needs; fails (never skips) naming ``make real-vllm``."""
-    env = real_vllm_env()
-    model = model_dir(env, MODEL_SEED)
-    if not env.is_ready() or not (model / "built.json").is_file():
-        pytest.fail(
-            f"the real vLLM is not installed at {env.root} (or its model is missing): "
-            "run `make real-vllm` first (`make test` does it)",
-            pytrace=False,
-        )
-    return env, model
-
-
-@pytest.fixture(scope="session")
-def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllmFactory]:
-    """Factory of real vLLM servers, one per distinct flag set per session (see module doc)."""
-    env, model = installed_real_vllm()
-    shared: dict[tuple[str, ...], VllmServer] = {}
-    private: list[VllmServer] = []
-
-    def get(*flags: str, fresh: bool = False) -> VllmServer:
-        key = tuple(flags) or DEFAULT_FLAGS
-        if not fresh and key in shared:
-            if shared[key].healthy():
-                return shared[key]
-            shared.pop(key).stop()  # a test left it dead: replace it
-        workdir = tmp_path_factory.mktemp("vllm")
-        server = start_server(env, model, workdir, key)
-        if fresh:
-            private.append(server)
-        else:
-            shared[key] = server
-        return server
-
-    try:
-        yield get
-    finally:
-        for server in [*shared.values(), *private]:
-            server.stop()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 
 from sidecar.realvllm import install
 from sidecar.realvllm.launch import offline_environment
-from tests.realvllm.conftest import installed_real_vllm
+from tests.realvllm.servers import installed_real_vllm
 
 
 def _report(*packages: tuple[str, str]) -> dict[str, object]:
