@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -24,14 +25,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_until(condition: Callable[[], object], within: float = 10.0) -> None:
+async def wait_until(
+    condition: Callable[[], object], within: float = 10.0, what: str = "condition"
+) -> None:
     """Poll ``condition`` every few milliseconds; fail the test if it stays false ``within`` s.
 
     The one way tests wait for something to happen: no fixed sleeps as synchronisation.
+    ``condition`` may be a coroutine function (polled with ``await``).
     """
     deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"condition not met within {within} s"
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, f"{what} not met within {within} s"
         await asyncio.sleep(0.005)
 
 

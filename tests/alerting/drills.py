@@ -198,7 +198,7 @@ class DrillStack:
             sidecar_ready = response.status == 200
         return len(up["data"]["result"]) == 2 and sidecar_ready
 
-    async def time_to_fire(self, alert: str, since: float, within: float = 60.0) -> Timing:
+    async def time_to_fire(self, alert: str, since: float, within: float = 120.0) -> Timing:
         """Poll both paths until both fire; the seconds each took since ``since``."""
         timing = Timing(alert, self.backend.name)
         deadline = since + within

@@ -18,17 +18,10 @@ import aiohttp
 import pytest
 
 from tests.alerting.drills import ADMISSION_LIMIT, BACKENDS, DrillStack, drill_stack, open_backend
-from tests.support import Processes
+from tests.support import Processes, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend_name", BACKENDS)]
 Record = Callable[[str, object], None]
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str, within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 async def _stream(stack: DrillStack, max_tokens: int, *, abandon: bool) -> int:
@@ -90,14 +83,16 @@ async def test_engine_stall_fires_on_both_paths_and_resolves(
                 )
                 return bool(body["data"]["result"])
 
-            await _until(busy, "requests running in vLLM")
+            await wait_until(busy, within=60, what="requests running in vLLM")
             assert await stack.firing("VLLMEngineStalled") == (False, False)
             await backend.stall()
             timing = await stack.time_to_fire("VLLMEngineStalled", time.monotonic())
             async with stack.session.get(f"{backend.url}/health") as response:
                 assert response.status == 200, "the server must still answer while stalled"
             await backend.resume()
-            await _until(lambda: stack.resolved("VLLMEngineStalled"), "the stall to resolve")
+            await wait_until(
+                lambda: stack.resolved("VLLMEngineStalled"), within=60, what="the stall to resolve"
+            )
         finally:
             stop.set()
             await _stop(clients)
