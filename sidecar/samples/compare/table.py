@@ -6,7 +6,7 @@ from typing import Any
 
 from sidecar.samples.compare.analyse import CompareResult
 from sidecar.samples.compare.signals import PairedResult
-from sidecar.samples.drift.table import p_text
+from sidecar.samples.drift.table import VerdictRow, p_text, signal_table
 
 STATUS_TEXT = {
     "regression": "REGRESSION",
@@ -35,31 +35,23 @@ def effect_text(signal: PairedResult) -> str:
 
 def verdict_table(result: CompareResult) -> Any:
     """A rich Table with one row per paired signal."""
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(
-        title=f"Replay {result.run_id}: {result.pairs.size} pairs - {result.verdict.upper()}",
-        caption=(
-            f"paired tests, family-wise alpha {result.config.alpha:g} (Holm); flag = significant, "
-            f"effect >= minimum and in the bad direction; min {result.config.min_samples} pairs"
+    return signal_table(
+        f"Replay {result.run_id}: {result.pairs.size} pairs - {result.verdict.upper()}",
+        f"paired tests, family-wise alpha {result.config.alpha:g} (Holm); flag = significant, "
+        f"effect >= minimum and in the bad direction; min {result.config.min_samples} pairs",
+        "Candidate",
+        (
+            VerdictRow(
+                signal.spec.title,
+                signal.baseline_text,
+                signal.candidate_text,
+                signal.change_text,
+                f"{signal.test} {p_text(signal.p_adjusted)}" if signal.enough_data else "-",
+                effect_text(signal),
+                STATUS_TEXT[signal.status],
+                STATUS_STYLE[signal.status],
+                signal.note,
+            )
+            for signal in result.signals
         ),
-        header_style="bold",
     )
-    for column in ("Signal", "Baseline", "Candidate", "Change", "Test, p (adj.)", "Effect"):
-        table.add_column(column, overflow="fold")
-    table.add_column("Verdict", overflow="fold")
-    for signal in result.signals:
-        verdict = Text(STATUS_TEXT[signal.status], style=STATUS_STYLE[signal.status])
-        if signal.note:
-            verdict.append("\n" + signal.note, style="dim")
-        table.add_row(
-            signal.spec.title,
-            signal.baseline_text,
-            signal.candidate_text,
-            signal.change_text,
-            f"{signal.test} {p_text(signal.p_adjusted)}" if signal.enough_data else "-",
-            effect_text(signal),
-            verdict,
-        )
-    return table

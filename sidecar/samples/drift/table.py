@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sidecar.samples.drift.analyse import DriftResult
@@ -45,36 +47,60 @@ def window_line(summary: WindowSummary) -> str:
     )
 
 
-def verdict_table(result: DriftResult) -> Any:
-    """A rich Table with one row per signal."""
+@dataclass(frozen=True)
+class VerdictRow:
+    """One signal's row of a verdict table, as text (drift's and compare's tables share it)."""
+
+    title: str
+    baseline: str
+    other: str
+    change: str
+    test: str
+    effect: str
+    status_text: str
+    status_style: str
+    note: str | None
+
+
+def signal_table(title: str, caption: str, other_side: str, rows: Iterable[VerdictRow]) -> Any:
+    """A rich Table with one row per signal: the layout drift and compare print."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(
-        title=f"Drift check - verdict: {result.verdict.upper()}",
-        caption=(
-            f"family-wise alpha {result.config.alpha:g} (Holm); flag = significant and effect "
-            f">= minimum; min {result.config.min_samples} effective samples per window"
-        ),
-        header_style="bold",
-    )
-    for column in ("Signal", "Baseline", "Current", "Change", "Test, p (adj.)", "Effect"):
+    table = Table(title=title, caption=caption, header_style="bold")
+    for column in ("Signal", "Baseline", other_side, "Change", "Test, p (adj.)", "Effect"):
         table.add_column(column, overflow="fold")
     table.add_column("Verdict", overflow="fold")
-    for signal in result.signals:
-        verdict = Text(STATUS_TEXT[signal.status], style=STATUS_STYLE[signal.status])
-        if signal.note:
-            verdict.append("\n" + signal.note, style="dim")
-        table.add_row(
-            signal.spec.title,
-            signal.baseline_text,
-            signal.current_text,
-            signal.change_text,
-            f"{signal.test} {p_text(signal.p_adjusted)}" if signal.enough_data else "-",
-            effect_text(signal),
-            verdict,
-        )
+    for row in rows:
+        verdict = Text(row.status_text, style=row.status_style)
+        if row.note:
+            verdict.append("\n" + row.note, style="dim")
+        table.add_row(row.title, row.baseline, row.other, row.change, row.test, row.effect, verdict)
     return table
+
+
+def verdict_table(result: DriftResult) -> Any:
+    """A rich Table with one row per signal."""
+    return signal_table(
+        f"Drift check - verdict: {result.verdict.upper()}",
+        f"family-wise alpha {result.config.alpha:g} (Holm); flag = significant and effect "
+        f">= minimum; min {result.config.min_samples} effective samples per window",
+        "Current",
+        (
+            VerdictRow(
+                signal.spec.title,
+                signal.baseline_text,
+                signal.current_text,
+                signal.change_text,
+                f"{signal.test} {p_text(signal.p_adjusted)}" if signal.enough_data else "-",
+                effect_text(signal),
+                STATUS_TEXT[signal.status],
+                STATUS_STYLE[signal.status],
+                signal.note,
+            )
+            for signal in result.signals
+        ),
+    )
 
 
 def print_result(result: DriftResult, console: Any) -> None:
