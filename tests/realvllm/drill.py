@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
+from tests.support import wait_until
+
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str, within: float = 120.0) -> None:
-    """Poll an async condition every 0.2 s; fail naming ``what`` if it stays false."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out after {within:.0f} s waiting for {what}"
-        await asyncio.sleep(0.2)
+    """:func:`tests.support.wait_until` with the drills' long default (a real engine on 2 cores)."""
+    await wait_until(condition, within=within, what=what)
 
 
 class Load:

@@ -94,7 +94,11 @@ async def test_kv_pressure_fires_the_canary_on_both_paths_and_resolves(
                             fired.setdefault((name, path), labels)
                 return len(fired) == 2 * len(ALERTS)
 
-            await until(both_fire, "the KV canary and preemption alerts to fire on both paths")
+            await until(
+                both_fire,
+                "the KV canary and preemption alerts to fire on both paths",
+                within=240,
+            )
             for name in ALERTS:
                 expected = [{"alertname": name, "severity": "warning", "model_name": "tiny-llama"}]
                 assert fired[name, "sidecar"] == fired[name, "prometheus"] == expected
