@@ -26,12 +26,16 @@ def free_port() -> int:
 
 
 async def wait_until(
-    condition: Callable[[], object], within: float = 10.0, what: str = "condition"
+    condition: Callable[[], object],
+    within: float = 10.0,
+    what: str = "condition",
+    every: float = 0.005,
 ) -> None:
     """Poll ``condition`` every few milliseconds; fail the test if it stays false ``within`` s.
 
     The one way tests wait for something to happen: no fixed sleeps as synchronisation.
-    ``condition`` may be a coroutine function (polled with ``await``).
+    ``condition`` may be a coroutine function (polled with ``await``); conditions that ask a
+    server over HTTP poll less often (``every``) so the polling does not load the box.
     """
     deadline = time.monotonic() + within
     while True:
@@ -41,7 +45,7 @@ async def wait_until(
         if result:
             return
         assert time.monotonic() < deadline, f"{what} not met within {within} s"
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(every)
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:

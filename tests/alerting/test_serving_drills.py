@@ -83,7 +83,7 @@ async def test_engine_stall_fires_on_both_paths_and_resolves(
                 )
                 return bool(body["data"]["result"])
 
-            await wait_until(busy, within=60, what="requests running in vLLM")
+            await wait_until(busy, within=60, what="requests running in vLLM", every=0.2)
             assert await stack.firing("VLLMEngineStalled") == (False, False)
             await backend.stall()
             timing = await stack.time_to_fire("VLLMEngineStalled", time.monotonic())
@@ -91,7 +91,10 @@ async def test_engine_stall_fires_on_both_paths_and_resolves(
                 assert response.status == 200, "the server must still answer while stalled"
             await backend.resume()
             await wait_until(
-                lambda: stack.resolved("VLLMEngineStalled"), within=60, what="the stall to resolve"
+                lambda: stack.resolved("VLLMEngineStalled"),
+                within=60,
+                what="the stall to resolve",
+                every=0.2,
             )
         finally:
             stop.set()

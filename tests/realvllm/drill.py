@@ -15,7 +15,7 @@ from tests.support import wait_until
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str, within: float = 120.0) -> None:
     """:func:`tests.support.wait_until` with the drills' long default (a real engine on 2 cores)."""
-    await wait_until(condition, within=within, what=what)
+    await wait_until(condition, within=within, what=what, every=0.2)
 
 
 class Load:
