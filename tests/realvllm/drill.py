@@ -18,6 +18,11 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str, within: flo
     await wait_until(condition, within=within, what=what, every=0.2)
 
 
+SETTLE_SECONDS = 2.0
+"""After the load stops, both sides must scrape at least this much later (two of Prometheus'
+1 s scrapes), so the counts of the streams aborted at the stop are in what each one holds."""
+
+
 class Load:
     """``workers`` clients streaming completions through ``url`` until :meth:`stop`.
 

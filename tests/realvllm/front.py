@@ -22,6 +22,11 @@ class Front:
         host, port = self.sidecar.bound["proxy"]
         return f"http://{host}:{port}"
 
+    def scraped_after(self, instant: float) -> bool:
+        """Whether the sidecar's newest snapshot of vLLM was taken after ``instant`` (Unix s)."""
+        latest = self.sidecar.history.latest()
+        return latest is not None and latest.timestamp > instant
+
     @property
     def admin_url(self) -> str:
         host, port = self.sidecar.bound["admin"]

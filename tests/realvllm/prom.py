@@ -79,6 +79,11 @@ class Prometheus:
         result = await self.query(expr)
         return float(result[0]["value"][1]) if result else None
 
+    async def scraped_after(self, instant: float) -> bool:
+        """Whether every target's last scrape happened after ``instant`` (Unix seconds)."""
+        oldest = await self.value("min(timestamp(up))")
+        return oldest is not None and oldest > instant
+
     async def alerts(self, name: str, state: str = "firing") -> list[dict[str, str]]:
         found = (await self._get("/api/v1/alerts"))["alerts"]
         return [

@@ -9,7 +9,7 @@ stops. Runs on real vLLM and on the emulator given the same pool.
 
 from __future__ import annotations
 
-import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 
 from sidecar.signals.derive import TargetSignals
 from tests.realvllm.conftest import KINDS, BackendFactory, Config
-from tests.realvllm.drill import Load, until
+from tests.realvllm.drill import SETTLE_SECONDS, Load, until
 from tests.realvllm.front import Front, sidecar_in_front
 from tests.realvllm.prom import Prometheus
 from tests.support import Processes
@@ -133,7 +133,12 @@ async def _pressure_seen(front: Front, waiting: float, preempting: float) -> boo
 
 async def _windowed_numbers_agree(front: Front, prometheus: Prometheus) -> None:
     """With the load stopped and counters still, both see the same 5-minute window."""
-    await asyncio.sleep(3.0)  # a few more scrapes on both sides of the final counts
+    settled = time.time() + SETTLE_SECONDS
+
+    async def both_scraped() -> bool:
+        return front.scraped_after(settled) and await prometheus.scraped_after(settled)
+
+    await until(both_scraped, "both sides to scrape the final counts", within=60)
     target = _signals(front)
     assert target is not None
     ttft = '{__name__=~"vllm[:_]time_to_first_token_seconds_bucket",model_name="tiny-llama"}'

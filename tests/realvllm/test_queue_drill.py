@@ -9,14 +9,14 @@ time p95 equals Prometheus' ``histogram_quantile`` over the same server's bucket
 
 from __future__ import annotations
 
-import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.realvllm.conftest import KINDS, BackendFactory, Config
-from tests.realvllm.drill import Load, until
+from tests.realvllm.drill import SETTLE_SECONDS, Load, until
 from tests.realvllm.front import Front, sidecar_in_front
 from tests.realvllm.pages import fetch_page
 from tests.realvllm.prom import Prometheus
@@ -94,7 +94,12 @@ async def test_a_queue_without_kv_pressure_on_a_multiprocess_page(
             assert await prometheus.alerts("VLLMKVCacheSaturation", state="pending") == []
         finally:
             await load.stop()
-        await asyncio.sleep(3.0)  # the final counts reach both sides
+        settled = time.time() + SETTLE_SECONDS
+
+        async def both_scraped() -> bool:
+            return front.scraped_after(settled) and await prometheus.scraped_after(settled)
+
+        await until(both_scraped, "both sides to scrape the final counts", within=60)
         signals = front.sidecar.admin_state.signals
         target = signals.for_model("tiny-llama") if signals else None
         assert target is not None
