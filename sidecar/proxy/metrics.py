@@ -110,6 +110,12 @@ UPSTREAM_ERRORS = Counter(
     ("kind",),
     registry=REGISTRY,
 )
+UPSTREAM_RETRIES = Counter(
+    "vllm_sidecar_proxy_upstream_retries",
+    "Requests sent again on a fresh connection because vLLM closed a reused keep-alive "
+    "connection before answering (its idle timeout raced the request); never counted as errors.",
+    registry=REGISTRY,
+)
 SAMPLER_ERRORS = Counter(
     "vllm_sidecar_proxy_sampler_errors",
     "Exceptions raised by the sampler and swallowed by the proxy, by call.",

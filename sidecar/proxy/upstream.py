@@ -12,8 +12,12 @@ receive as they are; any other read goes through the exact
 
 Scope (what vLLM and the proxy need): requests with a complete body (``Content-Length``),
 responses framed by ``Content-Length``, ``chunked`` or connection close, 1xx responses skipped,
-no body for ``HEAD``/204/304. No redirects, no retries (generation requests are not
-idempotent), no decompression (bodies pass as they are).
+no body for ``HEAD``/204/304. No redirects, no decompression (bodies pass as they are), and one
+retry only: a request written to a *reused* keep-alive connection that vLLM closes before
+sending a single byte is sent again on a fresh connection. That is uvicorn's idle timeout
+racing the request (under load vLLM's event loop runs the overdue timer before it reads the
+request), not an answer; vLLM never started it, so resending cannot run a generation twice.
+Any other failure is the client's to see (generation requests are not idempotent).
 
 Timeouts: ``connect_timeout`` bounds the TCP (and TLS) handshake; ``read_timeout`` bounds every
 silence of vLLM, before the response head and between body reads, like aiohttp's
@@ -44,6 +48,7 @@ from sidecar.proxy.framing import (
     request_head,
     whole_chunks,
 )
+from sidecar.proxy.metrics import UPSTREAM_RETRIES
 
 _HEAD_END: Final = b"\r\n\r\n"
 MAX_HEAD_BYTES: Final = 64 * 1024
@@ -62,11 +67,15 @@ _LF: Final = ord("\n")
 
 
 class UpstreamError(Exception):
-    """vLLM could not be reached or broke off; ``kind`` is connect|timeout|disconnect."""
+    """vLLM could not be reached or broke off; ``kind`` is connect|timeout|disconnect.
 
-    def __init__(self, kind: str, message: str) -> None:
+    ``unanswered``: the connection closed before a single byte of the response arrived.
+    """
+
+    def __init__(self, kind: str, message: str, *, unanswered: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
+        self.unanswered = unanswered
 
 
 class BodySink(Protocol):
@@ -118,6 +127,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
+        self._answered = False
         self.framing = "none"
         """How the current response body is delimited: none|length|chunked|close."""
         self.on_lost: Callable[[UpstreamConnection], None] | None = None
@@ -136,7 +146,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._stop_timer()
         reading, self._reading = self._reading, _IDLE
         if reading == _HEAD:
-            self._fail_head(UpstreamError("disconnect", "vLLM closed the connection"))
+            self._fail_head(
+                UpstreamError(
+                    "disconnect", "vLLM closed the connection", unanswered=not self._answered
+                )
+            )
         elif reading == _UNTIL_CLOSE:
             self._finish(True)
         elif reading != _IDLE:
@@ -165,6 +179,7 @@ class UpstreamConnection(asyncio.Protocol):
         elif reading == _CHUNKED:
             self._chunked(data)
         elif reading == _HEAD:
+            self._answered = True
             self._buffer += data
             self._parse_head()
         elif reading == _LENGTH:
@@ -188,6 +203,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._early = []
         self._early_outcome = None
         self.reusable = False
+        self._answered = False
         self._reading = _HEAD
         if len(body) < _SINGLE_WRITE_BYTES:
             self.transport.write(head + body)  # one send for typical requests
@@ -476,16 +492,27 @@ class UpstreamPool:
             raise UpstreamError("connect", "the upstream pool is closed")
         await self._slots.acquire()
         connection: UpstreamConnection | None = None
+        head_only = method == "HEAD"
         try:
-            connection = self._take_idle() or await self._connect()
-            self._busy.add(connection)
             head = request_head(method, self.base_path + target, self.host_header, headers, body)
+            connection = self._take_idle()
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect()
+            self._busy.add(connection)
             try:
-                response_head = await connection.send(head, body, head_only=method == "HEAD")
-            except TimeoutError:
-                raise UpstreamError(
-                    "timeout", f"no response within {self._read_timeout}s"
-                ) from None
+                response_head = await self._send(connection, head, body, head_only)
+            except UpstreamError as exc:
+                if not (reused and exc.unanswered):
+                    raise
+                # A stale keep-alive connection (see the module docstring): once more, fresh.
+                UPSTREAM_RETRIES.inc()
+                self._busy.discard(connection)
+                connection.close()
+                connection = None
+                connection = await self._connect()
+                self._busy.add(connection)
+                response_head = await self._send(connection, head, body, head_only)
         except BaseException:  # including cancellation: the request must not stay open
             if connection is not None:
                 self._busy.discard(connection)
@@ -493,6 +520,14 @@ class UpstreamPool:
             self._slots.release()
             raise
         return UpstreamResponse(response_head, connection, self)
+
+    async def _send(
+        self, connection: UpstreamConnection, head: bytes, body: bytes, head_only: bool
+    ) -> ResponseHead:
+        try:
+            return await connection.send(head, body, head_only=head_only)
+        except TimeoutError:
+            raise UpstreamError("timeout", f"no response within {self._read_timeout}s") from None
 
     def _take_idle(self) -> UpstreamConnection | None:
         while self._idle:

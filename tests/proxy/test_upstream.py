@@ -15,6 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from sidecar.config import Settings
+from sidecar.metrics import REGISTRY
 from sidecar.proxy import NoSampling, ProxyServer
 from sidecar.proxy.upstream import UpstreamError, UpstreamPool
 from tests.support import free_port
@@ -140,6 +141,59 @@ async def test_keep_alive_reuses_one_connection_and_sends_host_and_length() -> N
     assert scripted.requests[0] == (
         f"POST /v1/x HTTP/1.1\r\nHost: {host}\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n{{}}".encode()
     )
+
+
+def _counted_retries() -> float:
+    return REGISTRY.get_sample_value("vllm_sidecar_proxy_upstream_retries_total") or 0.0
+
+
+def _nth_request_gets(n: int, parts: list[bytes]) -> Reply:
+    """``CHUNKED_OK`` to every request but the ``n``-th (1-based), which gets ``parts``."""
+    seen = [0]
+
+    def reply(_: bytes) -> list[bytes]:
+        seen[0] += 1
+        return parts if seen[0] == n else CHUNKED_OK
+
+    return reply
+
+
+async def test_a_reused_connection_closed_unanswered_is_retried_once_fresh() -> None:
+    """uvicorn's idle timeout racing a request: vLLM reads nothing and closes; the request goes
+    again on a new connection, and the client never sees the race."""
+    before = _counted_retries()
+    async with scripted_server(_nth_request_gets(2, [b"<close>"])) as (scripted, url):
+        pool = _pool(url)
+        assert (await _fetch(pool))[:3] == (200, b"abc", None)
+        assert (await _fetch(pool))[:3] == (200, b"abc", None)
+        await pool.close()
+    assert scripted.connections == 2
+    assert len(scripted.requests) == 3
+    assert scripted.requests[1] == scripted.requests[2]
+    assert _counted_retries() == before + 1
+
+
+@pytest.mark.parametrize(
+    ("nth", "parts"),
+    [
+        pytest.param(1, [b"<close>"], id="fresh-connection-closed-unanswered"),
+        pytest.param(2, [b"HTTP/1.1 200 OK\r\n", b"<close>"], id="reused-closed-mid-head"),
+    ],
+)
+async def test_other_closes_before_a_response_are_not_retried(nth: int, parts: list[bytes]) -> None:
+    """Only the stale keep-alive case is resent: a new connection closed without an answer, or
+    one that began to answer, may have run the generation, so the client sees the failure."""
+    before = _counted_retries()
+    async with scripted_server(_nth_request_gets(nth, parts)) as (scripted, url):
+        pool = _pool(url)
+        if nth == 2:
+            await _fetch(pool)
+        with pytest.raises(UpstreamError) as failure:
+            await _fetch(pool)
+        await pool.close()
+    assert failure.value.kind == "disconnect"
+    assert len(scripted.requests) == nth
+    assert _counted_retries() == before
 
 
 @pytest.mark.parametrize(
