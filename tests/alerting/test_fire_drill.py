@@ -31,7 +31,7 @@ from sidecar.alerting import generate
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.runner import Emulator, run_emulator
 from tests.alerting.conftest import Alertmanager
-from tests.support import Processes, free_port, wait_for_port
+from tests.support import Processes, free_port, wait_for_port, wait_until
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERT = "VLLMKVCacheSaturation"
@@ -116,16 +116,9 @@ async def serve(app: web.Application) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-async def until(
-    check: Callable[[], Awaitable[bool]], what: str, within: float = 30.0, every: float = 0.25
-) -> None:
-    """Await ``check()`` until it is true; fail naming ``what`` after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
+async def until(check: Callable[[], Awaitable[bool]], what: str, within: float = 30.0) -> None:
+    """Await ``check()`` (every 0.25 s: it asks servers over HTTP) until true, or fail."""
+    await wait_until(check, within=within, what=what, every=0.25)
 
 
 @dataclass
@@ -173,6 +166,17 @@ class Drill:
             async with self.session.get(f"{sidecar.admin_url}/readyz") as response:
                 ready.append(response.status == 200)
         return len(up["data"]["result"]) == 4 and all(ready)
+
+    async def scraped_after(self, instant: float, scrapes: list[float]) -> bool:
+        """Prometheus scraped every target after ``instant`` (Unix s), and each sidecar has
+        begun a scrape since its count was ``scrapes`` (two more: one started after it)."""
+        oldest = await self.json(f"{self.prometheus}/api/v1/query", query="min(timestamp(up))")
+        if float(oldest["data"]["result"][0]["value"][1]) <= instant:
+            return False
+        for sidecar, before in zip(self.sidecars, scrapes, strict=True):
+            if await self.metric(sidecar, "vllm_sidecar_scrapes_total") < before + 2:
+                return False
+        return True
 
     async def firing_in_prometheus(self) -> list[str]:
         body = await self.json(f"{self.prometheus}/api/v1/alerts")
@@ -371,7 +375,11 @@ async def test_kv_canary_fire_drill(processes: Processes, tmp_path: Path) -> Non
         stop.set()
         await asyncio.gather(*workers)
         assert len(done) > served_while_down
-        await asyncio.sleep(3.0)  # both have scraped the final counts
+        stopped_at = time.time()
+        scrapes = [await drill.metric(s, "vllm_sidecar_scrapes_total") for s in sidecars]
+        await until(
+            lambda: drill.scraped_after(stopped_at, scrapes), "both to scrape the final counts"
+        )
         for sidecar in sidecars:
             ours, prometheus = await drill.ttft_p99(sidecar)
             assert ours == pytest.approx(prometheus, rel=0.01), (sidecar.model, ours, prometheus)

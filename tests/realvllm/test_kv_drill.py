@@ -43,7 +43,6 @@ DRILL_SETTINGS: dict[str, Any] = {
 CANARY = "VLLMKVCacheSaturation"
 PREEMPTING = "VLLMPreemptionsSustained"
 ALERTS = (CANARY, PREEMPTING)
-PREEMPTING = "VLLMPreemptionsSustained"
 LOAD = {"model": "tiny-llama", "max_tokens": 400, "ignore_eos": True, "temperature": 0}
 
 

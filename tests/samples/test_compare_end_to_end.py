@@ -35,6 +35,10 @@ from tests.realvllm.servers import RealVllmFactory
 from tests.samples.synthetic import Traffic, make_records, write_objects
 
 PROMPTS = 120
+REAL_PROMPTS = 60
+"""Above the gate's 50 pairs; with 64 tokens each, the three real replays take a third of the
+time 120 prompts of 256 tokens took, and the seed-1 model's text still reads as other text."""
+REAL_MAX_TOKENS = 64
 
 
 SEMANTIC = all(
@@ -59,6 +63,8 @@ class Backends:
     semantic: bool = True
     disabled: tuple[str, ...] = ()
     """Signals the gate leaves out for this pair."""
+    prompts: int = PROMPTS
+    max_tokens: int = Traffic().max_tokens
 
 
 @pytest.fixture(params=["emulator", pytest.param("real-vllm", marks=pytest.mark.realvllm)])
@@ -73,7 +79,10 @@ async def backends(request: pytest.FixtureRequest) -> AsyncIterator[Backends]:
         # only the semantic signal can see it (measured: lengths ratio 0.97, 1.00, 5 pp more
         # cut off, none significant); without the extra the gate passes the candidate.
         changed = frozenset({"semantic_similarity"} if SEMANTIC else ())
-        yield Backends(current.url, candidate.url, changed, SERVED_MODEL, SEMANTIC, TIMING_SIGNALS)
+        yield Backends(
+            current.url, candidate.url, changed, SERVED_MODEL, SEMANTIC, TIMING_SIGNALS,
+            prompts=REAL_PROMPTS, max_tokens=REAL_MAX_TOKENS,
+        )  # fmt: skip
         return
     base = EmulatorOptions.for_tests(seed=3, latency_ms=200.0)
     changed = base.replace(output_tokens_mean=6.0, length_cutoff_share=0.5)
@@ -122,13 +131,14 @@ async def test_same_model_passes_and_a_changed_one_fails_the_gate(
     tmp_path: Path, backends: Backends
 ) -> None:
     prompts = tmp_path / "prompts"
-    write_objects(prompts, make_records(9, Traffic(error_share=0.0), PROMPTS, time.time() - 3600))
+    traffic = Traffic(error_share=0.0, max_tokens=backends.max_tokens)
+    write_objects(prompts, make_records(9, traffic, backends.prompts, time.time() - 3600))
     originals = tmp_path / "originals"
     await _replay(prompts, originals, backends.current, backends.model)
 
     await _replay(originals, originals / ".replays" / "same", backends.current, backends.model)
     code, same = _compare(originals, "same", tmp_path, backends)
-    assert same["pairs"] == PROMPTS
+    assert same["pairs"] == backends.prompts
     assert code == 0, _regressions(same)
     if backends.semantic:
         signals = same["signals"]
