@@ -420,8 +420,17 @@ def _from_environment(known: Mapping[str, SettingField]) -> dict[str, Any]:
             continue
         name = upper[len(ENV_PREFIX) :].lower()
         declared = known.get(name)
-        if declared is not None:  # others are not ours to judge (as before: ignored)
+        if declared is not None:
             found[name] = declared.from_text(raw)
+            continue
+        # Others are not ours to judge (Kubernetes' service links for a Service named
+        # vllm-sidecar: VLLM_SIDECAR_PORT, ..._SERVICE_HOST), but a near miss is a typo that
+        # would silently leave a default in force.
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+        if close:
+            raise ConfigError(
+                f"{key}: unknown setting; did you mean {ENV_PREFIX}{close[0].upper()}?"
+            )
     return found
 
 

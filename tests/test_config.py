@@ -129,6 +129,40 @@ def test_text_from_flags_and_environment_is_coerced(monkeypatch: pytest.MonkeyPa
     assert settings.sample_keep_length is False
 
 
+@pytest.mark.parametrize(
+    ("variable", "suggestion"),
+    [
+        ("VLLM_SIDECAR_SAMPEL_RATE", "VLLM_SIDECAR_SAMPLE_RATE"),
+        ("vllm_sidecar_scrape_intervall", "VLLM_SIDECAR_SCRAPE_INTERVAL"),
+        ("VLLM_SIDECAR_UPSTEAM", "VLLM_SIDECAR_UPSTREAM"),
+    ],
+)
+def test_a_misspelt_environment_variable_is_refused_with_the_right_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str, suggestion: str
+) -> None:
+    """A typo would leave the default in force without a word: refuse it, naming the fix."""
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(ConfigError) as refused:
+        load()
+    assert str(refused.value) == f"{variable}: unknown setting; did you mean {suggestion}?"
+
+
+def test_kubernetes_service_links_under_the_prefix_are_not_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Service named vllm-sidecar makes Kubernetes inject these into every pod beside it."""
+    for name, value in {
+        "VLLM_SIDECAR_PORT": "tcp://10.0.0.7:8000",
+        "VLLM_SIDECAR_SERVICE_HOST": "10.0.0.7",
+        "VLLM_SIDECAR_SERVICE_PORT": "8000",
+        "VLLM_SIDECAR_SERVICE_PORT_PROXY": "8000",
+        "VLLM_SIDECAR_PORT_8000_TCP_ADDR": "10.0.0.7",
+        "VLLM_SIDECAR_REAL_VLLM_HOME": "/tmp/real-vllm",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert load(upstream="http://127.0.0.1:8000").upstream == "http://127.0.0.1:8000"
+
+
 def test_structured_environment_values_must_be_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLLM_SIDECAR_EXTERNAL_LABELS", "team=llm")
     with pytest.raises(ConfigError, match="external_labels: not valid JSON"):
