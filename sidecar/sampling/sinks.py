@@ -9,12 +9,12 @@ atomically (temporary file, fsync, rename), so a reader never sees half an objec
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sidecar.config import Settings
+from sidecar.sampling.framing import write_file
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -42,21 +42,7 @@ class LocalSink:
         """Write ``body`` under ``root/key`` atomically (replacing any earlier copy)."""
         target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-        try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)
-        directory_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
+        write_file(target, body, mode=0o640)
 
     def describe(self) -> str:
         return f"file://{self.root.resolve()}"

@@ -10,7 +10,7 @@ entry that cannot be read at all is set aside and logged: the spool never keeps 
 
 Durability: every append is one ``write(2)`` of a whole line, so once :meth:`Spool.append`
 returns the record survives a crash of this process (``kill -9``). The open segment is
-``fsync``-ed at most every ``fsync_interval`` seconds and when it is sealed (rename + directory
+``fsync``-ed at most every ``FSYNC_INTERVAL`` seconds and when it is sealed (rename + directory
 fsync), so a power loss can cost at most about that interval. A failed write (disk full, file
 size limit) is truncated away and counted, never raised. The total size is capped at
 ``max_bytes``; ``when_full`` decides whether the new record (``drop_newest``) or the oldest
@@ -37,7 +37,14 @@ from typing import Literal
 import structlog
 
 from sidecar.sampling import metrics
-from sidecar.sampling.framing import SpoolEntry, frame, read_segment, write_all
+from sidecar.sampling.framing import (
+    SpoolEntry,
+    frame,
+    fsync_dir,
+    read_segment,
+    write_all,
+    write_file,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +52,7 @@ WhenFull = Literal["drop_newest", "drop_oldest"]
 OPEN_SUFFIX = ".open"
 SEALED_SUFFIX = ".seg"
 INSTANCE_FILE = "instance-id"
+FSYNC_INTERVAL = 1.0
 _INSTANCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{0,80}$")
 
 
@@ -73,14 +81,6 @@ class Segment:
     opened_at: float
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spool:
     """Thread-safe: the record worker appends while the uploader reads and removes."""
 
@@ -92,8 +92,6 @@ class Spool:
         when_full: WhenFull = "drop_newest",
         segment_max_records: int = 500,
         segment_max_age: float = 60.0,
-        segment_max_bytes: int | None = None,
-        fsync_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -102,8 +100,7 @@ class Spool:
         self.when_full = when_full
         self.segment_max_records = segment_max_records
         self.segment_max_age = segment_max_age
-        self.segment_max_bytes = segment_max_bytes or min(max(max_bytes // 8, 4096), 64 << 20)
-        self.fsync_interval = fsync_interval
+        self.segment_max_bytes = min(max(max_bytes // 8, 4096), 64 << 20)
         self._clock = clock
         self._wall = wall
         self._lock = threading.Lock()
@@ -259,7 +256,7 @@ class Spool:
     def _maybe_fsync(self) -> None:
         if self._dirty and self._open_fd is not None:
             now = self._clock()
-            if now - self._last_fsync >= self.fsync_interval:
+            if now - self._last_fsync >= FSYNC_INTERVAL:
                 with contextlib.suppress(OSError):
                     os.fsync(self._open_fd)
                 self._last_fsync = now
@@ -269,16 +266,10 @@ class Spool:
         while self._total_size() + needed > self.max_bytes:
             if self.when_full == "drop_newest":
                 return False
-            victim = next(
-                (
-                    segment
-                    for segment in sorted(self._segments.values(), key=lambda s: s.seq)
-                    if segment.seq not in self._claimed
-                ),
-                None,
-            )
-            if victim is None:
+            unclaimed = [seq for seq in self._segments if seq not in self._claimed]
+            if not unclaimed:
                 return False
+            victim = self._segments[min(unclaimed)]
             if victim.seq == self._open_seq:
                 self._seal_locked()
             metrics.dropped("spool_full", victim.records)
@@ -330,7 +321,7 @@ class Spool:
         sealed_path = segment.path.with_suffix(SEALED_SUFFIX)
         try:
             os.replace(segment.path, sealed_path)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError as exc:
             log.warning("spool_seal_rename_failed", segment=segment.seq, error=str(exc))
             sealed_path = segment.path
@@ -410,14 +401,7 @@ class Spool:
                 return kept
         host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")[:40]
         made = f"{host or 'host'}-{secrets.token_hex(6)}"
-        temporary = path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            write_all(fd, made.encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
+        write_file(path, made.encode("ascii") + b"\n")
         return made
 
     def _read_next_seq(self) -> int:
@@ -427,12 +411,4 @@ class Spool:
             return 1
 
     def _write_next_seq(self, value: int) -> None:
-        target = self.directory / "next-seq"
-        temporary = target.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            write_all(fd, b"%d\n" % value)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)
+        write_file(self.directory / "next-seq", b"%d\n" % value)
