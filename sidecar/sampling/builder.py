@@ -20,9 +20,9 @@ import structlog
 
 from sidecar.sampling import metrics
 from sidecar.sampling.exchange import Exchange
-from sidecar.sampling.record import build_payload
+from sidecar.sampling.record import build_record
 from sidecar.sampling.redact import RedactionError, Redactor
-from sidecar.sampling.schema import SampleReason
+from sidecar.sampling.schema import SampleReason, encode
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +62,7 @@ def build(job: Job, redactor: Redactor, deployment: str, pod: str, version: str)
     """One record, or why not (runs in the child)."""
     counts: Counter[str] = Counter()
     try:
-        model_name, payload = build_payload(
+        record = build_record(
             job.exchange,
             reason=job.reason,
             rate=job.rate,
@@ -73,11 +73,12 @@ def build(job: Job, redactor: Redactor, deployment: str, pod: str, version: str)
             vllm_version=job.vllm_version,
             counts=counts,
         )
+        payload = encode(record)
     except RedactionError as exc:
         return Dropped("redaction_failed", str(exc))
     except Exception as exc:  # the type only: an error's text could quote the content
         return Dropped("build_failed", type(exc).__name__)
-    return Built(model_name, payload, dict(counts))
+    return Built(record.model_name, payload, dict(counts))
 
 
 def _serve(conn: Connection, redactor: Redactor, deployment: str, pod: str, version: str) -> None:

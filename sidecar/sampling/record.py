@@ -21,7 +21,6 @@ from sidecar.sampling.schema import (
     SampleReason,
     SampleRecord,
     ToolCallRecord,
-    encode,
 )
 
 MIN_DATA_URL_CHARS = 1024
@@ -105,8 +104,7 @@ class _Cleaner:
         self.cut = False
 
     def text(self, value: str, limit: int = MAX_TEXT_CHARS) -> str:
-        bounded: str = self._bounded(self.redactor.clean_text(value, self.counts), limit)
-        return bounded
+        return str(self._bounded(self.redactor.clean_text(value, self.counts), limit))
 
     def maybe(self, value: str | None) -> str | None:
         return None if value is None else self.text(value)
@@ -222,9 +220,3 @@ def build_record(exchange: Exchange, **context: Unpack[RecordContext]) -> Sample
         request=clean_request,
         response=response,
     )
-
-
-def build_payload(exchange: Exchange, **context: Unpack[RecordContext]) -> tuple[str | None, bytes]:
-    """The record's (redacted) model name and its JSON line; raises like :func:`build_record`."""
-    record = build_record(exchange, **context)
-    return record.model_name, encode(record)
