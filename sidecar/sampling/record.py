@@ -11,17 +11,17 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict, Unpack
 
-from sidecar.sampling.assemble import Assembled, assemble, decode, fold_tail, parse_json_body
+from sidecar.sampling.assemble import (
+    assemble,
+    decode,
+    finish_reason,
+    fold_tail,
+    output_chars,
+    parse_json_body,
+)
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.redact import RedactionError, Redactor
-from sidecar.sampling.schema import (
-    ChoiceRecord,
-    ErrorRecord,
-    ResponseRecord,
-    SampleReason,
-    SampleRecord,
-    ToolCallRecord,
-)
+from sidecar.sampling.schema import ResponseRecord, SampleReason, SampleRecord
 
 MIN_DATA_URL_CHARS = 1024
 """Inline ``data:`` URLs (base64 images, audio) longer than this are replaced by a note."""
@@ -71,15 +71,16 @@ def request_tree(body: bytes) -> tuple[dict[str, Any], bool]:
     return result, bool(omitted)
 
 
-def _close_cut_response(assembled: Assembled) -> None:
+def _close_cut_response(response: ResponseRecord) -> None:
     """Drop a possible half secret at the end of every text of a response the proxy cut."""
-    for choice in assembled.choices:
+    for choice in response.choices:
         choice.text = drop_partial_token(choice.text)
-        choice.reasoning = drop_partial_token(choice.reasoning)
+        if choice.reasoning is not None:
+            choice.reasoning = drop_partial_token(choice.reasoning)
         for call in choice.tool_calls:
-            call["arguments"] = drop_partial_token(call["arguments"])
-    if assembled.raw is not None:
-        assembled.raw = drop_partial_token(assembled.raw)
+            call.arguments = drop_partial_token(call.arguments)
+    if response.raw is not None:
+        response.raw = drop_partial_token(response.raw)
 
 
 class RecordContext(TypedDict):
@@ -126,41 +127,26 @@ class _Cleaner:
         return self.redactor.clean_text(clean[:limit], self.counts)
 
 
-def _response(assembled: Assembled, clean: _Cleaner) -> ResponseRecord:
-    error = assembled.error
-    code = None if error is None else error["code"]
-    return ResponseRecord(
-        choices=[
-            ChoiceRecord(
-                index=choice.index,
-                text=clean.text(choice.text),
-                reasoning=clean.text(choice.reasoning) or None,
-                finish_reason=clean.maybe(choice.finish_reason),
-                tool_calls=[
-                    ToolCallRecord(
-                        id=clean.maybe(call["id"]),
-                        type=clean.text(call["type"]),
-                        name=clean.text(call["name"]),
-                        arguments=clean.text(call["arguments"]),
-                    )
-                    for call in choice.tool_calls
-                ],
-            )
-            for choice in assembled.choices
-        ],
-        usage=None if assembled.usage is None else clean.tree(assembled.usage),
-        error=None
-        if error is None
-        else ErrorRecord(
-            message=clean.text(error["message"]),
-            type=clean.maybe(error["type"]),
-            code=clean.text(code) if isinstance(code, str) else code,
-        ),
-        raw=None if assembled.raw is None else clean.text(assembled.raw, MAX_RAW_CHARS),
-        events=assembled.events,
-        malformed_events=assembled.malformed_events,
-        stream_complete=assembled.stream_complete,
-    )
+def _clean_response(response: ResponseRecord, clean: _Cleaner) -> None:
+    """Redact every client- or model-controlled string of the assembled answer, in place."""
+    for choice in response.choices:
+        choice.text = clean.text(choice.text)
+        choice.reasoning = clean.maybe(choice.reasoning) or None
+        choice.finish_reason = clean.maybe(choice.finish_reason)
+        for call in choice.tool_calls:
+            call.id = clean.maybe(call.id)
+            call.type = clean.text(call.type)
+            call.name = clean.text(call.name)
+            call.arguments = clean.text(call.arguments)
+    if response.usage is not None:
+        response.usage = clean.tree(response.usage)
+    if response.error is not None:
+        response.error.message = clean.text(response.error.message)
+        response.error.type = clean.maybe(response.error.type)
+        if isinstance(response.error.code, str):
+            response.error.code = clean.text(response.error.code)
+    if response.raw is not None:
+        response.raw = clean.text(response.raw, MAX_RAW_CHARS)
 
 
 def _int(value: Any) -> int | None:
@@ -170,25 +156,27 @@ def _int(value: Any) -> int | None:
 def build_record(exchange: Exchange, **context: Unpack[RecordContext]) -> SampleRecord:
     """Assemble and redact one record; raises RedactionError when it cannot be proven clean."""
     request, omitted = request_tree(exchange.request_body)
-    assembled = assemble(exchange.response_chunks, streamed=exchange.streamed)
+    response = assemble(exchange.response_chunks, streamed=exchange.streamed)
     if exchange.response_truncated:
-        _close_cut_response(assembled)
+        _close_cut_response(response)
         if exchange.streamed and exchange.response_tail:
-            fold_tail(assembled, exchange.response_tail)
+            fold_tail(response, exchange.response_tail)
+    # Read before redaction: counts from the raw answer (a big token count is no phone number).
+    usage, chars = response.usage or {}, output_chars(response)
+    finish = finish_reason(response) or exchange.finish_reason
     counts = context.get("counts")
     clean = _Cleaner(context["redactor"], counts if counts is not None else Counter())
     try:
         clean_request = clean.tree(request)
-        response = _response(assembled, clean)
+        _clean_response(response, clean)
         request_id = clean.text(exchange.request_id)
         model_name = clean.maybe(exchange.model)
         endpoint = clean.text(exchange.path)
-        finish_reason = clean.maybe(assembled.finish_reason or exchange.finish_reason)
+        finish = clean.maybe(finish)
     except RedactionError:
         raise
     except Exception as exc:  # any failure inside the redactor means "not proven clean"
         raise RedactionError(f"redactor failed: {type(exc).__name__}") from exc
-    usage = assembled.usage or {}
     return SampleRecord(
         request_id=request_id,
         model_name=model_name,
@@ -198,12 +186,12 @@ def build_record(exchange: Exchange, **context: Unpack[RecordContext]) -> Sample
         status=exchange.status,
         error=exchange.error,
         error_type=None if response.error is None else response.error.type,
-        finish_reason=finish_reason,
+        finish_reason=finish,
         prompt_tokens=_int(usage.get("prompt_tokens")),
         completion_tokens=_int(usage.get("completion_tokens")),
         total_tokens=_int(usage.get("total_tokens")),
-        output_chars=assembled.output_chars,
-        n_choices=len(assembled.choices),
+        output_chars=chars,
+        n_choices=len(response.choices),
         started_at=datetime.fromtimestamp(exchange.started_at, tz=UTC),
         started_at_unix=exchange.started_at,
         ttft_seconds=exchange.ttft_seconds,
