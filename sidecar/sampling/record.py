@@ -105,26 +105,20 @@ class _Cleaner:
         self.cut = False
 
     def text(self, value: str, limit: int = MAX_TEXT_CHARS) -> str:
-        return str(self._bounded(self.redactor.clean_text(value, self.counts), limit))
+        """Redacted, then cut past ``limit``: after redaction, so a secret the cut runs through
+        was already replaced; a cut piece is cleaned again (a prefix can match where the whole
+        did not)."""
+        clean = self.redactor.clean_text(value, self.counts)
+        if len(clean) <= limit:
+            return clean
+        self.cut = True
+        return self.redactor.clean_text(clean[:limit], self.counts)
 
     def maybe(self, value: str | None) -> str | None:
         return None if value is None else self.text(value)
 
     def tree(self, value: Any) -> Any:
-        return self._bounded(self.redactor.clean(value, self.counts), MAX_TEXT_CHARS)
-
-    def _bounded(self, clean: Any, limit: int) -> Any:
-        """Cut strings past ``limit``: after redaction, so a secret the cut runs through was
-        already replaced; a cut piece is cleaned again (a prefix can match where the whole
-        did not)."""
-        if isinstance(clean, dict):
-            return {key: self._bounded(item, limit) for key, item in clean.items()}
-        if isinstance(clean, list):
-            return [self._bounded(item, limit) for item in clean]
-        if not isinstance(clean, str) or len(clean) <= limit:
-            return clean
-        self.cut = True
-        return self.redactor.clean_text(clean[:limit], self.counts)
+        return self.redactor.clean(value, self.counts, self.text)
 
 
 def _clean_response(response: ResponseRecord, clean: _Cleaner) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sidecar.config import Settings
@@ -139,15 +139,21 @@ class Redactor:
                 return text
         raise RedactionError(f"pattern {kind!r} still matches after redaction")
 
-    def clean(self, value: Any, counts: Counter[str] | None = None) -> Any:
+    def clean(
+        self,
+        value: Any,
+        counts: Counter[str] | None = None,
+        leaf: Callable[[str], str] | None = None,
+    ) -> Any:
         """Redact a JSON-like tree (dicts, lists, strings, numbers); returns a new tree.
 
         Every string in the result has passed :meth:`clean_text`'s post-check, and the token
         that replaces a credential-named key's value is checked too (a user pattern could match
-        it), so the result needs no further check.
+        it), so the result needs no further check. ``leaf``, if given, cleans string values
+        instead of :meth:`clean_text` (the record cuts long ones there) and must call it.
         """
         if isinstance(value, str):
-            return self.clean_text(value, counts)
+            return self.clean_text(value, counts) if leaf is None else leaf(value)
         if isinstance(value, dict):
             cleaned: dict[str, Any] = {}
             for key, item in value.items():
@@ -157,10 +163,10 @@ class Redactor:
                     if counts is not None:
                         counts["credential"] += 1
                 else:
-                    cleaned[clean_key] = self.clean(item, counts)
+                    cleaned[clean_key] = self.clean(item, counts, leaf)
             return cleaned
         if isinstance(value, list | tuple):
-            return [self.clean(item, counts) for item in value]
+            return [self.clean(item, counts, leaf) for item in value]
         if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 10**7:
             # A card or phone number sent as a JSON number still counts, negative or written as
             # an integral float (``4111111111111111.0``) too.
