@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -68,9 +68,10 @@ class Appended(enum.Enum):
     DROPPED = "dropped"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Segment:
-    """A segment file and what it holds."""
+    """A segment file and what it holds; changed only under the spool's lock, and never once
+    sealed (the uploader reads sealed ones without it)."""
 
     seq: int
     path: Path
@@ -209,16 +210,10 @@ class Spool:
                 metrics.dropped("spool_write_failed")
                 self._undo_partial_write(segment)
                 return Appended.DROPPED
-            oldest = (
-                entry.ts_ms if segment.oldest_ms is None else min(segment.oldest_ms, entry.ts_ms)
-            )
-            segment = replace(
-                segment,
-                size=segment.size + len(line),
-                records=segment.records + 1,
-                oldest_ms=oldest,
-            )
-            self._segments[segment.seq] = segment
+            segment.size += len(line)
+            segment.records += 1
+            if segment.oldest_ms is None or entry.ts_ms < segment.oldest_ms:
+                segment.oldest_ms = entry.ts_ms
             self._dirty = True
             if (
                 segment.records >= self.segment_max_records
@@ -325,7 +320,7 @@ class Spool:
         except OSError as exc:
             log.warning("spool_seal_rename_failed", segment=segment.seq, error=str(exc))
             sealed_path = segment.path
-        self._segments[segment.seq] = replace(segment, path=sealed_path, sealed=True)
+        segment.path, segment.sealed = sealed_path, True
 
     # --- reading and acknowledging ------------------------------------------------------------
 
