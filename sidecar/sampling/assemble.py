@@ -197,7 +197,7 @@ def assemble_body(text: str) -> ResponseRecord:
 def fold_tail(assembled: ResponseRecord, tail: bytes | bytearray) -> None:
     """Add the usage, finish reasons and in-band error from the last bytes of a stream the proxy
     cut short. Their text stays out: the record keeps the start of the answer, not a splice."""
-    text = bytes(tail).decode("utf-8", errors="replace")
+    text = decode(bytes(tail))
     first_end = text.find("\n\n")  # the tail starts inside an event: skip to the next one
     if first_end < 0:
         return
@@ -208,18 +208,14 @@ def fold_tail(assembled: ResponseRecord, tail: bytes | bytearray) -> None:
     by_index = {choice.index: choice for choice in assembled.choices}
     for choice in end.choices:
         if choice.finish_reason is not None:
-            if choice.index not in by_index:
-                by_index[choice.index] = ChoiceRecord(index=choice.index, text="")
-                assembled.choices.append(by_index[choice.index])
-            by_index[choice.index].finish_reason = choice.finish_reason
+            kept = by_index.setdefault(choice.index, ChoiceRecord(index=choice.index, text=""))
+            kept.finish_reason = choice.finish_reason
+    assembled.choices = list(by_index.values())  # new choices after the kept ones, in order
 
 
 def assemble(chunks: Sequence[bytes | bytearray] | bytes, *, streamed: bool) -> ResponseRecord:
     """Assemble whatever came back; a "stream" that is really a JSON error body is handled too."""
     text = decode(chunks)
-    stripped = text.lstrip()
-    if streamed and not stripped.startswith(("{", "[")):
-        return assemble_stream(text)
-    if not streamed and stripped.startswith("data:"):
-        return assemble_stream(text)
-    return assemble_body(text)
+    start = text.lstrip()[:5]
+    sse = not start.startswith(("{", "[")) if streamed else start.startswith("data:")
+    return assemble_stream(text) if sse else assemble_body(text)

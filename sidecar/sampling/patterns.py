@@ -66,15 +66,8 @@ class Pattern:
 
 def luhn_ok(digits: str) -> bool:
     """The Luhn checksum that every payment card number satisfies."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if position % 2:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
+    doubled = (int(char) * (1 + position % 2) for position, char in enumerate(reversed(digits)))
+    return sum(value - 9 if value > 9 else value for value in doubled) % 10 == 0
 
 
 def _card(text: str) -> int | None:
