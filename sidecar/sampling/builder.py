@@ -20,9 +20,9 @@ import structlog
 
 from sidecar.sampling import metrics
 from sidecar.sampling.exchange import Exchange
-from sidecar.sampling.record import build_record
+from sidecar.sampling.record import RecordContext, build_record
 from sidecar.sampling.redact import RedactionError, Redactor
-from sidecar.sampling.schema import SampleReason, encode
+from sidecar.sampling.schema import encode
 
 log = structlog.get_logger(__name__)
 
@@ -35,9 +35,7 @@ class Job:
     and the bytes of the memory budget it holds until then."""
 
     exchange: Exchange
-    reason: SampleReason
-    rate: float
-    vllm_version: str | None
+    context: RecordContext
     held: int
 
 
@@ -58,21 +56,11 @@ class Dropped:
     detail: str
 
 
-def build(job: Job, redactor: Redactor, deployment: str, pod: str, version: str) -> Built | Dropped:
+def build(job: Job, redactor: Redactor) -> Built | Dropped:
     """One record, or why not (runs in the child)."""
     counts: Counter[str] = Counter()
     try:
-        record = build_record(
-            job.exchange,
-            reason=job.reason,
-            rate=job.rate,
-            redactor=redactor,
-            deployment=deployment,
-            pod=pod,
-            sidecar_version=version,
-            vllm_version=job.vllm_version,
-            counts=counts,
-        )
+        record = build_record(job.exchange, job.context, redactor, counts)
         payload = encode(record)
     except RedactionError as exc:
         return Dropped("redaction_failed", str(exc))
@@ -81,7 +69,7 @@ def build(job: Job, redactor: Redactor, deployment: str, pod: str, version: str)
     return Built(record.model_name, payload, dict(counts))
 
 
-def _serve(conn: Connection, redactor: Redactor, deployment: str, pod: str, version: str) -> None:
+def _serve(conn: Connection, redactor: Redactor) -> None:
     """The child's loop: a batch of jobs in, their results out, until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -93,22 +81,14 @@ def _serve(conn: Connection, redactor: Redactor, deployment: str, pod: str, vers
             return
         if jobs is None:
             return
-        conn.send([build(job, redactor, deployment, pod, version) for job in jobs])
+        conn.send([build(job, redactor) for job in jobs])
 
 
 class RecordBuilder:
     """Owns the child; :meth:`build` is called from one thread at a time (the spool thread)."""
 
-    def __init__(
-        self,
-        redactor: Redactor,
-        *,
-        deployment: str,
-        pod: str,
-        version: str,
-        timeout: float,
-    ) -> None:
-        self._args = (redactor, deployment, pod, version)
+    def __init__(self, redactor: Redactor, *, timeout: float) -> None:
+        self._redactor = redactor
         self._timeout = timeout
         self._context = multiprocessing.get_context("spawn")
         self._process: BaseProcess | None = None
@@ -123,7 +103,7 @@ class RecordBuilder:
         """Start the child and wait (up to the batch timeout) until it is ready."""
         parent, child = self._context.Pipe()
         process = self._context.Process(
-            target=_serve, args=(child, *self._args), name="sampling-builder", daemon=True
+            target=_serve, args=(child, self._redactor), name="sampling-builder", daemon=True
         )
         process.start()
         child.close()

@@ -34,6 +34,7 @@ from sidecar.sampling.decision import SampleDecider
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.framing import SpoolEntry
 from sidecar.sampling.layout import slug
+from sidecar.sampling.record import RecordContext
 from sidecar.sampling.redact import Redactor
 from sidecar.sampling.schema import SampleReason
 from sidecar.sampling.sinks import sink_from_settings
@@ -63,9 +64,6 @@ class SamplingPipeline:
         self._decider = SampleDecider.from_settings(settings, clock or time.monotonic)
         self._builder = RecordBuilder(
             redactor or Redactor.from_settings(settings),
-            deployment=settings.deployment,
-            pod=settings.pod_name,
-            version=__version__,
             timeout=settings.sample_build_timeout_seconds,
         )
         self._sink, prefix = sink_from_settings(settings)
@@ -143,8 +141,15 @@ class SamplingPipeline:
             metrics.dropped("memory_budget")
             return False
         held = exchange.held_bytes + extra
-        rate = self._decider.rate_for(exchange.model)
-        self._queue.put_nowait(Job(exchange, reason, rate, self.upstream_version, held))
+        context = RecordContext(
+            reason=reason,
+            rate=self._decider.rate_for(exchange.model),
+            deployment=self._settings.deployment,
+            pod=self._settings.pod_name,
+            sidecar_version=__version__,
+            vllm_version=self.upstream_version,
+        )
+        self._queue.put_nowait(Job(exchange, context, held))
         self._queued_records += 1
         return True
 

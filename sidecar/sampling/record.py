@@ -8,8 +8,9 @@ redacted on its way into the record's fields; any failure there raises
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NotRequired, TypedDict, Unpack
+from typing import Any
 
 from sidecar.sampling.assemble import (
     assemble,
@@ -83,17 +84,16 @@ def _close_cut_response(response: ResponseRecord) -> None:
         response.raw = drop_partial_token(response.raw)
 
 
-class RecordContext(TypedDict):
-    """What a record needs besides the exchange (the keyword arguments of the builders)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordContext:
+    """Where a record comes from and why it was kept: its fields besides the exchange's."""
 
     reason: SampleReason
     rate: float
-    redactor: Redactor
     deployment: str
     pod: str
     sidecar_version: str
     vllm_version: str | None
-    counts: NotRequired[Counter[str] | None]
 
 
 class _Cleaner:
@@ -147,7 +147,12 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def build_record(exchange: Exchange, **context: Unpack[RecordContext]) -> SampleRecord:
+def build_record(
+    exchange: Exchange,
+    context: RecordContext,
+    redactor: Redactor,
+    counts: Counter[str] | None = None,
+) -> SampleRecord:
     """Assemble and redact one record; raises RedactionError when it cannot be proven clean."""
     request, omitted = request_tree(exchange.request_body)
     response = assemble(exchange.response_chunks, streamed=exchange.streamed)
@@ -158,8 +163,7 @@ def build_record(exchange: Exchange, **context: Unpack[RecordContext]) -> Sample
     # Read before redaction: counts from the raw answer (a big token count is no phone number).
     usage, chars = response.usage or {}, output_chars(response)
     finish = finish_reason(response) or exchange.finish_reason
-    counts = context.get("counts")
-    clean = _Cleaner(context["redactor"], counts if counts is not None else Counter())
+    clean = _Cleaner(redactor, counts if counts is not None else Counter())
     try:
         clean_request = clean.tree(request)
         _clean_response(response, clean)
@@ -190,12 +194,12 @@ def build_record(exchange: Exchange, **context: Unpack[RecordContext]) -> Sample
         started_at_unix=exchange.started_at,
         ttft_seconds=exchange.ttft_seconds,
         e2e_seconds=exchange.e2e_seconds,
-        sample_rate=context["rate"],
-        sample_reason=context["reason"],
-        deployment=context["deployment"],
-        pod=context["pod"],
-        sidecar_version=context["sidecar_version"],
-        vllm_version=context["vllm_version"],
+        sample_rate=context.rate,
+        sample_reason=context.reason,
+        deployment=context.deployment,
+        pod=context.pod,
+        sidecar_version=context.sidecar_version,
+        vllm_version=context.vllm_version,
         key_name=exchange.key_name,
         redactions=sum(clean.counts.values()),
         truncated=omitted or clean.cut or exchange.response_truncated,

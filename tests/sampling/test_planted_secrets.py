@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from sidecar.sampling.exchange import Exchange
-from sidecar.sampling.record import build_record
+from sidecar.sampling.record import RecordContext, build_record
 from sidecar.sampling.redact import Redactor
 from sidecar.sampling.schema import encode
 from tests.sampling.helpers import chat_json, error_json, exchange, sse_event
@@ -198,17 +198,10 @@ def _strings(value: Any) -> list[str]:
 
 def _record_text(built: Exchange) -> tuple[str, Counter[str]]:
     counts: Counter[str] = Counter()
-    record = build_record(
-        built,
-        reason="random",
-        rate=1.0,
-        redactor=Redactor(),
-        deployment="d",
-        pod="p",
-        sidecar_version="v",
-        vllm_version=None,
-        counts=counts,
+    context = RecordContext(
+        reason="random", rate=1.0, deployment="d", pod="p", sidecar_version="v", vllm_version=None
     )
+    record = build_record(built, context, Redactor(), counts)
     return "\n".join(_strings(json.loads(encode(record)))), counts
 
 
