@@ -40,13 +40,7 @@ escape), ``json`` leaves a lone ``\\ud800`` escape as one."""
 
 def scrub(text: str) -> str:
     """``text`` with any lone surrogate replaced by U+FFFD (ASCII and valid text returned as is)."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
-    return text
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def token(kind: str) -> str:

@@ -345,10 +345,6 @@ class Spool:
         with self._lock:
             self._claimed.discard(seq)
 
-    def read(self, segment: Segment) -> tuple[list[SpoolEntry], int]:
-        """Entries of a sealed segment and its count of corrupt lines."""
-        return read_segment(segment.path)
-
     def remove(self, seq: int) -> None:
         """Delete a segment whose records the sink has confirmed."""
         with self._lock:

@@ -25,7 +25,7 @@ from typing import TypeVar
 import structlog
 
 from sidecar.sampling import metrics
-from sidecar.sampling.framing import SpoolEntry
+from sidecar.sampling.framing import SpoolEntry, read_segment
 from sidecar.sampling.layout import object_key, partition
 from sidecar.sampling.sinks import Sink
 from sidecar.sampling.spool import Segment, Spool
@@ -172,7 +172,7 @@ class Uploader:
             return True  # gone already (dropped by the spool's when_full policy)
         try:
             try:
-                entries, corrupt = await self._call(self._spool.read, segment)
+                entries, corrupt = await self._call(read_segment, segment.path)
             except FileNotFoundError:
                 await self._call(self._spool.remove, segment.seq)
                 return True
