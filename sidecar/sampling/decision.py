@@ -112,9 +112,7 @@ class SampleDecider:
         self._budget = TokenBucket(self.keep_budget_per_minute, self.clock)
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, clock: Callable[[], float] = time.monotonic
-    ) -> SampleDecider:
+    def from_settings(cls, settings: Settings) -> SampleDecider:
         """Build the decider from the sampling section of the settings."""
         return cls(
             key=load_sample_key(settings.sample_key_file, settings.spool_dir),
@@ -124,7 +122,6 @@ class SampleDecider:
             keep_length=settings.sample_keep_length,
             keep_slow_seconds=settings.sample_keep_slow_seconds,
             keep_budget_per_minute=settings.sample_keep_budget_per_minute,
-            clock=clock,
         )
 
     def rate_for(self, model: str | None) -> float:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -52,16 +50,9 @@ State = Literal["new", "running", "stopping", "stopped"]
 class SamplingPipeline:
     """Implements :class:`~sidecar.sampling.exchange.Sampler`; one per process."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        redactor: Redactor | None = None,
-        clock: Callable[[], float] | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, *, redactor: Redactor | None = None) -> None:
         self._settings = settings
-        self._decider = SampleDecider.from_settings(settings, clock or time.monotonic)
+        self._decider = SampleDecider.from_settings(settings)
         self._builder = RecordBuilder(
             redactor or Redactor.from_settings(settings),
             timeout=settings.sample_build_timeout_seconds,
@@ -86,7 +77,6 @@ class SamplingPipeline:
             ),
             executor=self._upload_executor,
             tick_seconds=min(1.0, settings.upload_batch_max_seconds / 4),
-            rng=rng,
         )
         self._queue: asyncio.Queue[Job] = asyncio.Queue(settings.sample_queue_max_records)
         self.memory = MemoryBudget(settings.sample_memory_max_bytes)

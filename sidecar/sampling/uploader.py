@@ -86,7 +86,6 @@ class Uploader:
         backoff: Backoff,
         executor: Executor,
         tick_seconds: float = 1.0,
-        rng: random.Random | None = None,
     ) -> None:
         self._spool = spool
         self._sink = sink
@@ -95,7 +94,7 @@ class Uploader:
         self._backoff = backoff
         self._executor = executor
         self._tick = tick_seconds
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._wake = asyncio.Event()
         self._draining = asyncio.Event()
         self._deadline: float | None = None
