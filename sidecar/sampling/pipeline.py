@@ -37,7 +37,7 @@ from sidecar.sampling.redact import Redactor
 from sidecar.sampling.schema import SampleReason
 from sidecar.sampling.sinks import sink_from_settings
 from sidecar.sampling.spool import Appended, Spool
-from sidecar.sampling.uploader import Backoff, Uploader
+from sidecar.sampling.uploader import Uploader
 
 log = structlog.get_logger(__name__)
 
@@ -68,15 +68,7 @@ class SamplingPipeline:
         self._spool_executor = ThreadPoolExecutor(1, thread_name_prefix="sampling-spool")
         self._upload_executor = ThreadPoolExecutor(1, thread_name_prefix="sampling-upload")
         self._uploader = Uploader(
-            self._spool,
-            self._sink,
-            prefix=prefix,
-            pod=settings.pod_name,
-            backoff=Backoff(
-                settings.upload_retry_initial_seconds, settings.upload_retry_max_seconds
-            ),
-            executor=self._upload_executor,
-            tick_seconds=min(1.0, settings.upload_batch_max_seconds / 4),
+            self._spool, self._sink, settings, prefix=prefix, executor=self._upload_executor
         )
         self._queue: asyncio.Queue[Job] = asyncio.Queue(settings.sample_queue_max_records)
         self.memory = MemoryBudget(settings.sample_memory_max_bytes)

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import structlog
 
+from sidecar.config import Settings
 from sidecar.sampling import metrics
 from sidecar.sampling.framing import SpoolEntry, read_segment
 from sidecar.sampling.layout import object_key, partition
@@ -77,23 +78,19 @@ class Uploader:
     """The background task that empties the spool into the sink."""
 
     def __init__(
-        self,
-        spool: Spool,
-        sink: Sink,
-        *,
-        prefix: str,
-        pod: str,
-        backoff: Backoff,
-        executor: Executor,
-        tick_seconds: float = 1.0,
+        self, spool: Spool, sink: Sink, settings: Settings, *, prefix: str, executor: Executor
     ) -> None:
         self._spool = spool
         self._sink = sink
         self._prefix = prefix
-        self._pod = pod
-        self._backoff = backoff
+        self._pod = settings.pod_name
+        self._backoff = Backoff(
+            settings.upload_retry_initial_seconds, settings.upload_retry_max_seconds
+        )
         self._executor = executor
-        self._tick = tick_seconds
+        self._tick = min(1.0, settings.upload_batch_max_seconds / 4)
+        """Seconds between looks at the spool: at most a quarter of the batch age, so segments
+        seal on time."""
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._wake = asyncio.Event()
         self._draining = asyncio.Event()
