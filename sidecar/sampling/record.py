@@ -62,11 +62,9 @@ def request_tree(body: bytes) -> tuple[dict[str, Any], bool]:
     """The request body as JSON (``{"raw": text}`` when it is not a JSON object), and whether
     inline data was left out."""
     text = decode(body)
-    parsed = parse_json_body(text)
-    if parsed is None:
-        tree: dict[str, Any] = {"raw": text}
-    else:
-        tree = parsed if isinstance(parsed, dict) else {"body": parsed}
+    tree = parse_json_body(text)
+    if not isinstance(tree, dict):
+        tree = {"raw": text} if tree is None else {"body": tree}
     omitted: list[str] = []
     result: dict[str, Any] = _omit_data_urls(tree, omitted)
     return result, bool(omitted)

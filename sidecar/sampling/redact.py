@@ -153,7 +153,9 @@ class Redactor:
             for key, item in value.items():
                 clean_key = self.clean_text(str(key), counts)
                 if str(key).lower() in CREDENTIAL_KEYS and item is not None:
-                    cleaned[clean_key] = self._checked(token("credential"))
+                    if (kind := self.find(token("credential"))) is not None:
+                        raise RedactionError(f"pattern {kind!r} matches the credential token")
+                    cleaned[clean_key] = token("credential")
                     if counts is not None:
                         counts["credential"] += 1
                 else:
@@ -170,9 +172,3 @@ class Redactor:
             redacted = self.clean_text(text, counts)
             return value if redacted == text else redacted
         return value
-
-    def _checked(self, text: str) -> str:
-        kind = self.find(text)
-        if kind is not None:
-            raise RedactionError(f"pattern {kind!r} still matches after redaction")
-        return text

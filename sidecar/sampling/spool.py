@@ -239,7 +239,7 @@ class Spool:
         if self._open_seq is not None:
             return self._segments[self._open_seq]
         seq = self._next_seq
-        self._write_next_seq(seq + 1)
+        write_file(self.directory / "next-seq", b"%d\n" % (seq + 1))
         self._next_seq = seq + 1
         path = self.directory / f"{seq:012d}{OPEN_SUFFIX}"
         self._open_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -400,6 +400,3 @@ class Spool:
             return int((self.directory / "next-seq").read_text(encoding="ascii").strip())
         except (OSError, ValueError):
             return 1
-
-    def _write_next_seq(self, value: int) -> None:
-        write_file(self.directory / "next-seq", b"%d\n" % value)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gzip
 import random
 import time
@@ -175,17 +174,7 @@ class Uploader:
             except OSError as exc:
                 log.warning("spool_read_failed", segment=segment.seq, error=str(exc))
                 return False
-            objects = await self._call(
-                functools.partial(
-                    batch_objects,
-                    prefix=self._prefix,
-                    pod=self._pod,
-                    seq=segment.seq,
-                    instance=self._spool.instance_id,
-                ),
-                entries,
-            )
-            for item in objects:
+            for item in await self._call(self._objects, entries, segment.seq):
                 if not await self._put(item):
                     return False
             await self._call(self._spool.remove, segment.seq)
@@ -196,6 +185,12 @@ class Uploader:
         if corrupt:
             log.warning("spool_corrupt_records_skipped", segment=segment.seq, records=corrupt)
         return True
+
+    def _objects(self, entries: Sequence[SpoolEntry], seq: int) -> list[BatchObject]:
+        instance = self._spool.instance_id
+        return batch_objects(
+            entries, prefix=self._prefix, pod=self._pod, seq=seq, instance=instance
+        )
 
     async def _put(self, item: BatchObject) -> bool:
         remaining = self._remaining()
