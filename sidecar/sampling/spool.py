@@ -71,15 +71,13 @@ class Appended(enum.Enum):
 @dataclass(slots=True)
 class Segment:
     """A segment file and what it holds; changed only under the spool's lock, and never once
-    sealed (the uploader reads sealed ones without it)."""
+    sealed (the uploader reads sealed ones without it). All but the open one are sealed."""
 
     seq: int
     path: Path
     size: int
     records: int
     oldest_ms: int | None
-    sealed: bool
-    opened_at: float
 
 
 class Spool:
@@ -109,6 +107,7 @@ class Spool:
         self._claimed: set[int] = set()
         self._open_fd: int | None = None
         self._open_seq: int | None = None
+        self._opened_at = 0.0
         self._dirty = False
         self._last_fsync = 0.0
         self._next_seq = 1
@@ -172,8 +171,6 @@ class Spool:
             size=path.stat().st_size,
             records=len(entries),
             oldest_ms=min((entry.ts_ms for entry in entries), default=None),
-            sealed=True,
-            opened_at=self._clock(),
         )
 
     def close(self) -> None:
@@ -244,7 +241,8 @@ class Spool:
         path = self.directory / f"{seq:012d}{OPEN_SUFFIX}"
         self._open_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._open_seq = seq
-        segment = Segment(seq, path, 0, 0, None, sealed=False, opened_at=self._clock())
+        self._opened_at = self._clock()
+        segment = Segment(seq, path, 0, 0, None)
         self._segments[seq] = segment
         return segment
 
@@ -277,12 +275,10 @@ class Spool:
     def tick(self) -> bool:
         """Seal the open segment if it is old enough; fsync it if due. True if sealed."""
         with self._lock:
-            sealed = False
-            if self._open_seq is not None:
-                segment = self._segments[self._open_seq]
-                if self._clock() - segment.opened_at >= self.segment_max_age:
-                    self._seal_locked()
-                    sealed = True
+            age = self._clock() - self._opened_at
+            sealed = self._open_seq is not None and age >= self.segment_max_age
+            if sealed:
+                self._seal_locked()
             self._maybe_fsync()
             self._publish()
             return sealed
@@ -320,17 +316,14 @@ class Spool:
         except OSError as exc:
             log.warning("spool_seal_rename_failed", segment=segment.seq, error=str(exc))
             sealed_path = segment.path
-        segment.path, segment.sealed = sealed_path, True
+        segment.path = sealed_path
 
     # --- reading and acknowledging ------------------------------------------------------------
 
     def sealed_segments(self) -> list[Segment]:
-        """Sealed segments, oldest first."""
+        """Sealed segments (all but the open one), oldest first."""
         with self._lock:
-            return sorted(
-                (segment for segment in self._segments.values() if segment.sealed),
-                key=lambda segment: segment.seq,
-            )
+            return [self._segments[seq] for seq in sorted(self._segments) if seq != self._open_seq]
 
     def claim(self, seq: int) -> bool:
         """Mark a segment as being uploaded, so ``drop_oldest`` leaves it alone."""
