@@ -31,12 +31,10 @@ STOP_SECONDS = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One queued exchange to turn into a record, with what the record needs from the pipeline
-    and the bytes of the memory budget it holds until then."""
+    """One queued exchange to turn into a record, with what the record needs from the pipeline."""
 
     exchange: Exchange
     context: RecordContext
-    held: int
 
 
 @dataclass(frozen=True, slots=True)

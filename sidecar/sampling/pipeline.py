@@ -122,7 +122,7 @@ class SamplingPipeline:
         if not self.memory.reserve(extra):
             metrics.dropped("memory_budget")
             return False
-        held = exchange.held_bytes + extra
+        exchange.held_bytes += extra
         context = RecordContext(
             reason=reason,
             rate=self._decider.rate_for(exchange.model),
@@ -131,7 +131,7 @@ class SamplingPipeline:
             sidecar_version=__version__,
             vllm_version=self.upstream_version,
         )
-        self._queue.put_nowait(Job(exchange, context, held))
+        self._queue.put_nowait(Job(exchange, context))
         self._queued_records += 1
         return True
 
@@ -223,7 +223,7 @@ class SamplingPipeline:
             item = self._queue.get_nowait()
             self._queue.task_done()
             metrics.dropped("shutdown")
-            self.memory.release(item.held)
+            self.memory.release(item.exchange.held_bytes)
         self._queued_records = 0
 
     # --- the worker -----------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class SamplingPipeline:
                 sealed = await loop.run_in_executor(self._spool_executor, self._spool_batch, batch)
             finally:
                 for item in batch:
-                    self.memory.release(item.held)
+                    self.memory.release(item.exchange.held_bytes)
                     self._queued_records -= 1
                     self._queue.task_done()
             if sealed:

@@ -283,13 +283,11 @@ class Spool:
             self._publish()
             return sealed
 
-    def seal(self) -> bool:
-        """Seal the open segment now (shutdown, tests). True if there was one."""
+    def seal(self) -> None:
+        """Seal the open segment now (shutdown, tests)."""
         with self._lock:
-            had_open = self._open_seq is not None
             self._seal_locked()
             self._publish()
-            return had_open
 
     def _seal_locked(self) -> None:
         if self._open_seq is None or self._open_fd is None:
