@@ -92,11 +92,6 @@ class RecordBuilder:
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
 
-    @property
-    def pid(self) -> int | None:
-        """The child's process id (None before start or after stop)."""
-        return None if self._process is None else self._process.pid
-
     def start(self) -> None:
         """Start the child and wait (up to the batch timeout) until it is ready."""
         parent, child = self._context.Pipe()

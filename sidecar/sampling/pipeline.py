@@ -269,8 +269,3 @@ class SamplingPipeline:
                 metrics.dropped("spool_write_failed")
                 log.exception("spool_append_failed", request_id=request_id)
         return sealed
-
-    @property
-    def builder_pid(self) -> int | None:
-        """The record-building child's process id, while it runs."""
-        return self._builder.pid
