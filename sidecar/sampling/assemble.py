@@ -10,6 +10,7 @@ event is counted and skipped, never raised, and raw SSE events are never stored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from collections.abc import Sequence
@@ -33,20 +34,14 @@ MAX_INFLATED_BYTES = 64 * 1024 * 1024
 """A gzip body inflates to at most this much (a bomb is cut, not followed)."""
 
 
-def _inflate(data: bytes) -> bytes:
-    """Undo a gzip Content-Encoding the proxy relayed as is; leave anything else alone."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        return inflater.decompress(data, MAX_INFLATED_BYTES)
-    except zlib.error:
-        return data
-
-
 def decode(chunks: Sequence[bytes | bytearray] | bytes) -> str:
-    """Bytes to text (gzip undone); invalid UTF-8 becomes U+FFFD rather than an error."""
+    """Bytes to text, a gzip Content-Encoding the proxy relayed as is undone (anything that does
+    not inflate stays as it is); invalid UTF-8 becomes U+FFFD rather than an error."""
     data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
     if data.startswith(GZIP_MAGIC):
-        data = _inflate(data)
+        with contextlib.suppress(zlib.error):
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            data = inflater.decompress(data, MAX_INFLATED_BYTES)
     return data.decode("utf-8", errors="replace")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -93,7 +94,8 @@ class Uploader:
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._wake = asyncio.Event()
         self._draining = asyncio.Event()
-        self._deadline: float | None = None
+        self._deadline = math.inf
+        """Event-loop time at which uploading gives up: none until :meth:`drain`."""
         self._attempt = 0
 
     def wake(self) -> None:
@@ -106,9 +108,7 @@ class Uploader:
         self._draining.set()
         self._wake.set()
 
-    def _remaining(self) -> float | None:
-        if self._deadline is None:
-            return None
+    def _remaining(self) -> float:
         return self._deadline - asyncio.get_running_loop().time()
 
     async def _call(self, function: Callable[..., T], *args: object) -> T:
@@ -117,8 +117,7 @@ class Uploader:
     async def run(self) -> None:
         """Loop until drained (after :meth:`drain`) or cancelled; survives its own bugs."""
         while True:
-            remaining = self._remaining()
-            if remaining is not None and remaining <= 0:
+            if self._remaining() <= 0:
                 return
             try:
                 if await self._pass():
@@ -152,9 +151,7 @@ class Uploader:
 
     async def _wait(self, seconds: float, event: asyncio.Event | None) -> None:
         """Sleep up to ``seconds`` but never past the deadline; ``event`` cuts it short."""
-        remaining = self._remaining()
-        if remaining is not None:
-            seconds = min(seconds, max(remaining, 0.0))
+        seconds = min(seconds, max(self._remaining(), 0.0))
         if event is None:
             await asyncio.sleep(seconds)
             return
@@ -194,12 +191,13 @@ class Uploader:
 
     async def _put(self, item: BatchObject) -> bool:
         remaining = self._remaining()
-        if remaining is not None and remaining <= 0:
+        if remaining <= 0:
             return False
         metrics.UPLOAD_ATTEMPTS.inc()
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self._call(self._sink.put, item.key, item.body), remaining)
+            put = self._call(self._sink.put, item.key, item.body)
+            await asyncio.wait_for(put, None if remaining == math.inf else remaining)
         except Exception as exc:
             metrics.UPLOAD_FAILURES.inc()
             if self._attempt & (self._attempt - 1) == 0:  # 0, 1, 2, 4, 8 ...: no log flood
