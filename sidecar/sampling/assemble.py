@@ -150,18 +150,14 @@ def sse_events(text: str) -> list[str]:
     """The ``data`` payloads of an SSE stream (multi-line data joined with newlines)."""
     events: list[str] = []
     data: list[str] = []
-    for raw_line in text.split("\n"):  # not splitlines(): U+2028 may sit unescaped in JSON
+    # Not splitlines(): U+2028 may sit unescaped in JSON. The "" ends an unterminated last event.
+    for raw_line in [*text.split("\n"), ""]:
         line = raw_line.removesuffix("\r")
-        if not line:
-            if data:
-                events.append("\n".join(data))
-                data = []
-            continue
         if line.startswith("data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:
-        events.append("\n".join(data))
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+        elif not line and data:
+            events.append("\n".join(data))
+            data = []
     return events
 
 

@@ -112,9 +112,8 @@ class Redactor:
     def find(self, text: str) -> str | None:
         """The kind of the first pattern that still matches ``text``, if any."""
         for pattern in self._patterns:
-            if pattern.hint is None or pattern.hint in text:
-                for _span in _regex_spans(pattern, text):
-                    return pattern.kind
+            if (pattern.hint is None or pattern.hint in text) and any(_regex_spans(pattern, text)):
+                return pattern.kind
         return None
 
     def clean_text(self, text: str, counts: Counter[str] | None = None) -> str:

@@ -142,7 +142,10 @@ class Spool:
             except OSError as exc:  # a directory, no permission, I/O error: skip, never fail
                 log.warning("spool_entry_unreadable", path=str(path), error=str(exc))
                 metrics.dropped("spool_corrupt")
-        self._next_seq = max(self._read_next_seq(), highest + 1)
+        self._next_seq = highest + 1
+        with contextlib.suppress(OSError, ValueError):  # missing or damaged: the files decide
+            kept = int((self.directory / "next-seq").read_text(encoding="ascii").strip())
+            self._next_seq = max(kept, highest + 1)
         total = shutil.disk_usage(self.directory).total
         if total < self.max_bytes:
             log.warning("spool_volume_smaller_than_cap", volume_bytes=total, cap=self.max_bytes)
@@ -385,9 +388,3 @@ class Spool:
         made = f"{host or 'host'}-{secrets.token_hex(6)}"
         write_file(path, made.encode("ascii") + b"\n")
         return made
-
-    def _read_next_seq(self) -> int:
-        try:
-            return int((self.directory / "next-seq").read_text(encoding="ascii").strip())
-        except (OSError, ValueError):
-            return 1
