@@ -24,9 +24,6 @@ from sidecar.sampling.exchange import Exchange
 
 KeepReason = Literal["error", "length", "slow"]
 
-_TWO_TO_64 = float(1 << 64)
-
-
 GENERATED_KEY_NAME = "sample-key"
 """The key file written under ``spool_dir`` when ``sample_key_file`` is not set."""
 MIN_KEY_CHARS = 16
@@ -37,7 +34,7 @@ def request_fraction(request_id: str, key: bytes) -> float:
     digest = hashlib.blake2b(
         request_id.encode("utf-8", "surrogatepass"), key=key, digest_size=8
     ).digest()
-    return int.from_bytes(digest, "big") / _TWO_TO_64
+    return int.from_bytes(digest, "big") / 2**64
 
 
 def _key_of(text: str, origin: Path) -> bytes:

@@ -9,6 +9,7 @@ and no pattern matches such a token, so redaction is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
@@ -95,14 +96,12 @@ def _iban(text: str) -> int | None:
 
 
 def _ipv6(text: str) -> int | None:
-    groups = [group for group in text.split(":") if group]
-    if len(groups) < 2:
+    if sum(1 for group in text.split(":") if group) < 2:
         return None
-    try:
+    with contextlib.suppress(ValueError):
         ipaddress.IPv6Address(text)
-    except ValueError:
-        return None
-    return len(text)
+        return len(text)
+    return None
 
 
 def _phone(text: str) -> int | None:

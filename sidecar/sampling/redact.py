@@ -98,8 +98,7 @@ class Redactor:
             pieces: list[str] = []
             cursor = 0
             for start, end in _regex_spans(pattern, text):
-                pieces.append(text[cursor:start])
-                pieces.append(token(pattern.kind))
+                pieces += (text[cursor:start], token(pattern.kind))
                 cursor = end
                 if counts is not None:
                     counts[pattern.kind] += 1
