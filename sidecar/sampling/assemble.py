@@ -106,8 +106,7 @@ class _Builder:
     def add_object(self, body: dict[str, Any], *, streamed: bool) -> bool:
         """Fold one response object in; False when it has no known shape."""
         known = False
-        error = error_of(body)
-        if error is not None:
+        if (error := error_of(body)) is not None:
             self.result.error = error
             known = True
         choices = body.get("choices")

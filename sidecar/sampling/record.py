@@ -38,12 +38,10 @@ from its first half: such texts end at their last whitespace within this many ch
 
 def _omit_data_urls(value: Any, omitted: list[str]) -> Any:
     """Replace inline data URLs by a note of their media type and length (noted in ``omitted``)."""
-    if isinstance(value, str):
-        if value.startswith("data:") and len(value) > MIN_DATA_URL_CHARS:
-            media = value[5:].split(";", 1)[0].split(",", 1)[0][:100]
-            omitted.append(media)
-            return f"[omitted data URL: {media}, {len(value)} chars]"
-        return value
+    if isinstance(value, str) and value.startswith("data:") and len(value) > MIN_DATA_URL_CHARS:
+        media = value[5:].split(";", 1)[0].split(",", 1)[0][:100]
+        omitted.append(media)
+        return f"[omitted data URL: {media}, {len(value)} chars]"
     if isinstance(value, dict):
         return {key: _omit_data_urls(item, omitted) for key, item in value.items()}
     if isinstance(value, list):
