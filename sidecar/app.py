@@ -62,9 +62,7 @@ class Sidecar:
             self.history,
             min_requests_for_ratio=self.settings.min_requests_for_ratio,
         )
-        version = self.scraper.status.vllm_version
-        if version != self.pipeline.upstream_version:
-            self.pipeline.set_upstream_version(version)
+        self.pipeline.upstream_version = self.scraper.status.vllm_version
 
     def engine_inputs(self) -> EngineInputs:
         """What the alert engine evaluates: signals, the newest scrape, our own metrics."""
@@ -143,7 +141,7 @@ async def start(sidecar: Sidecar) -> None:
         await sidecar.pipeline.start()
         # Records sampled before the first scrape should still carry vLLM's version.
         sidecar.scraper.status.vllm_version = await sidecar.scraper.fetch_version()
-        sidecar.pipeline.set_upstream_version(sidecar.scraper.status.vllm_version)
+        sidecar.pipeline.upstream_version = sidecar.scraper.status.vllm_version
         await _serve_admin(sidecar)
         if sidecar.proxy is not None:
             await sidecar.proxy.start()

@@ -1,7 +1,8 @@
 """Turn the bytes the proxy relayed into one answer: text per choice, finish reason, usage, error.
 
-Three shapes arrive here and all end in the same :class:`Assembled` value, so redaction and the
-record schema never care which path produced them: an SSE stream (chat or legacy completions,
+Three shapes arrive here and all end in the record's own
+:class:`~sidecar.sampling.schema.ResponseRecord` (not yet redacted), so redaction and the record
+never care which path produced it: an SSE stream (chat or legacy completions,
 with optional usage chunk and in-band error events), a JSON body (success or error, new nested
 and old flat error shapes), or anything else (kept as raw text). Parsing is lenient: a malformed
 event is counted and skipped, never raised, and raw SSE events are never stored.
@@ -9,45 +10,23 @@ event is counted and skipped, never raised, and raw SSE events are never stored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(slots=True)
-class AssembledChoice:
-    """One choice of the answer, streamed deltas already concatenated."""
-
-    index: int
-    text: str = ""
-    reasoning: str = ""
-    finish_reason: str | None = None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+from sidecar.sampling.schema import ChoiceRecord, ErrorRecord, ResponseRecord, ToolCallRecord
 
 
-@dataclass(slots=True)
-class Assembled:
-    """The whole answer, whatever wire shape it came in."""
+def finish_reason(response: ResponseRecord) -> str | None:
+    """The first choice's finish reason (the usual ``n=1`` case)."""
+    return response.choices[0].finish_reason if response.choices else None
 
-    choices: list[AssembledChoice] = field(default_factory=list)
-    usage: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    raw: str | None = None
-    events: int = 0
-    malformed_events: int = 0
-    stream_complete: bool | None = None
 
-    @property
-    def finish_reason(self) -> str | None:
-        """The first choice's finish reason (the usual ``n=1`` case)."""
-        return self.choices[0].finish_reason if self.choices else None
-
-    @property
-    def output_chars(self) -> int:
-        """Characters of generated text over all choices (content and reasoning)."""
-        return sum(len(choice.text) + len(choice.reasoning) for choice in self.choices)
+def output_chars(response: ResponseRecord) -> int:
+    """Characters of generated text over all choices (content and reasoning)."""
+    return sum(len(choice.text) + len(choice.reasoning or "") for choice in response.choices)
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -55,20 +34,14 @@ MAX_INFLATED_BYTES = 64 * 1024 * 1024
 """A gzip body inflates to at most this much (a bomb is cut, not followed)."""
 
 
-def _inflate(data: bytes) -> bytes:
-    """Undo a gzip Content-Encoding the proxy relayed as is; leave anything else alone."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        return inflater.decompress(data, MAX_INFLATED_BYTES)
-    except zlib.error:
-        return data
-
-
 def decode(chunks: Sequence[bytes | bytearray] | bytes) -> str:
-    """Bytes to text (gzip undone); invalid UTF-8 becomes U+FFFD rather than an error."""
+    """Bytes to text, a gzip Content-Encoding the proxy relayed as is undone (anything that does
+    not inflate stays as it is); invalid UTF-8 becomes U+FFFD rather than an error."""
     data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
     if data.startswith(GZIP_MAGIC):
-        data = _inflate(data)
+        with contextlib.suppress(zlib.error):
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            data = inflater.decompress(data, MAX_INFLATED_BYTES)
     return data.decode("utf-8", errors="replace")
 
 
@@ -84,31 +57,30 @@ class _Builder:
     """Accumulates choices across SSE events or a single JSON body."""
 
     def __init__(self) -> None:
-        self.result = Assembled()
-        self.by_index: dict[int, AssembledChoice] = {}
-        self._tools: dict[tuple[int, int], dict[str, Any]] = {}
+        self.result = ResponseRecord()
+        self.by_index: dict[int, ChoiceRecord] = {}
+        self._tools: dict[tuple[int, int], ToolCallRecord] = {}
 
-    def choice(self, index: int) -> AssembledChoice:
+    def choice(self, index: int) -> ChoiceRecord:
         if index not in self.by_index:
-            self.by_index[index] = AssembledChoice(index=index)
+            self.by_index[index] = ChoiceRecord(index=index, text="")
         return self.by_index[index]
 
-    def add_tool_delta(self, choice: AssembledChoice, delta: dict[str, Any]) -> None:
+    def add_tool_delta(self, choice: ChoiceRecord, delta: dict[str, Any]) -> None:
         position = delta.get("index")
         key = (choice.index, position if isinstance(position, int) else len(choice.tool_calls))
         call = self._tools.get(key)
         if call is None:
-            call = {"id": None, "type": "function", "name": "", "arguments": ""}
-            self._tools[key] = call
+            call = self._tools[key] = ToolCallRecord()
             choice.tool_calls.append(call)
         if isinstance(delta.get("id"), str):
-            call["id"] = delta["id"]
+            call.id = delta["id"]
         function = delta.get("function")
         if isinstance(function, dict):
             if isinstance(function.get("name"), str):
-                call["name"] += function["name"]
+                call.name += function["name"]
             if isinstance(function.get("arguments"), str):
-                call["arguments"] += function["arguments"]
+                call.arguments += function["arguments"]
 
     def add_choice(self, raw: dict[str, Any], *, streamed: bool) -> None:
         index = raw.get("index", 0)
@@ -119,7 +91,7 @@ class _Builder:
                 choice.text += part["content"]
             for name in ("reasoning_content", "reasoning"):
                 if isinstance(part.get(name), str):
-                    choice.reasoning += part[name]
+                    choice.reasoning = (choice.reasoning or "") + part[name]
                     break
             calls = part.get("tool_calls")
             if isinstance(calls, list):
@@ -134,8 +106,7 @@ class _Builder:
     def add_object(self, body: dict[str, Any], *, streamed: bool) -> bool:
         """Fold one response object in; False when it has no known shape."""
         known = False
-        error = error_of(body)
-        if error is not None:
+        if (error := error_of(body)) is not None:
             self.result.error = error
             known = True
         choices = body.get("choices")
@@ -149,20 +120,20 @@ class _Builder:
             known = True
         return known
 
-    def finish(self) -> Assembled:
+    def finish(self) -> ResponseRecord:
         self.result.choices = [self.by_index[index] for index in sorted(self.by_index)]
         return self.result
 
 
-def _error(message: Any, kind: Any, code: Any) -> dict[str, Any]:
-    return {
-        "message": message if isinstance(message, str) else json.dumps(message),
-        "type": kind if isinstance(kind, str) else None,
-        "code": code if isinstance(code, int | str) and not isinstance(code, bool) else None,
-    }
+def _error(message: Any, kind: Any, code: Any) -> ErrorRecord:
+    return ErrorRecord(
+        message=message if isinstance(message, str) else json.dumps(message),
+        type=kind if isinstance(kind, str) else None,
+        code=code if isinstance(code, int | str) and not isinstance(code, bool) else None,
+    )
 
 
-def error_of(body: dict[str, Any]) -> dict[str, Any] | None:
+def error_of(body: dict[str, Any]) -> ErrorRecord | None:
     """The error in a body: nested (OpenAI, vLLM), old flat ``object: error``, or a plain string."""
     nested = body.get("error")
     if isinstance(nested, dict):
@@ -178,22 +149,18 @@ def sse_events(text: str) -> list[str]:
     """The ``data`` payloads of an SSE stream (multi-line data joined with newlines)."""
     events: list[str] = []
     data: list[str] = []
-    for raw_line in text.split("\n"):  # not splitlines(): U+2028 may sit unescaped in JSON
+    # Not splitlines(): U+2028 may sit unescaped in JSON. The "" ends an unterminated last event.
+    for raw_line in [*text.split("\n"), ""]:
         line = raw_line.removesuffix("\r")
-        if not line:
-            if data:
-                events.append("\n".join(data))
-                data = []
-            continue
         if line.startswith("data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:
-        events.append("\n".join(data))
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+        elif not line and data:
+            events.append("\n".join(data))
+            data = []
     return events
 
 
-def assemble_stream(text: str) -> Assembled:
+def assemble_stream(text: str) -> ResponseRecord:
     """Assemble an SSE body: concatenate deltas per choice, keep the last usage and any error."""
     builder = _Builder()
     builder.result.stream_complete = False
@@ -208,21 +175,19 @@ def assemble_stream(text: str) -> Assembled:
     return builder.finish()
 
 
-def assemble_body(text: str) -> Assembled:
+def assemble_body(text: str) -> ResponseRecord:
     """Assemble a non-streamed body: JSON of a known shape, else raw text."""
     body = parse_json_body(text)
     builder = _Builder()
-    if isinstance(body, dict) and builder.add_object(body, streamed=False):
-        return builder.finish()
-    result = builder.finish()
-    result.raw = text
-    return result
+    if not (isinstance(body, dict) and builder.add_object(body, streamed=False)):
+        builder.result.raw = text
+    return builder.finish()
 
 
-def fold_tail(assembled: Assembled, tail: bytes | bytearray) -> None:
+def fold_tail(assembled: ResponseRecord, tail: bytes | bytearray) -> None:
     """Add the usage, finish reasons and in-band error from the last bytes of a stream the proxy
     cut short. Their text stays out: the record keeps the start of the answer, not a splice."""
-    text = bytes(tail).decode("utf-8", errors="replace")
+    text = decode(bytes(tail))
     first_end = text.find("\n\n")  # the tail starts inside an event: skip to the next one
     if first_end < 0:
         return
@@ -233,18 +198,14 @@ def fold_tail(assembled: Assembled, tail: bytes | bytearray) -> None:
     by_index = {choice.index: choice for choice in assembled.choices}
     for choice in end.choices:
         if choice.finish_reason is not None:
-            if choice.index not in by_index:
-                by_index[choice.index] = AssembledChoice(index=choice.index)
-                assembled.choices.append(by_index[choice.index])
-            by_index[choice.index].finish_reason = choice.finish_reason
+            kept = by_index.setdefault(choice.index, ChoiceRecord(index=choice.index, text=""))
+            kept.finish_reason = choice.finish_reason
+    assembled.choices = list(by_index.values())  # new choices after the kept ones, in order
 
 
-def assemble(chunks: Sequence[bytes | bytearray] | bytes, *, streamed: bool) -> Assembled:
+def assemble(chunks: Sequence[bytes | bytearray] | bytes, *, streamed: bool) -> ResponseRecord:
     """Assemble whatever came back; a "stream" that is really a JSON error body is handled too."""
     text = decode(chunks)
-    stripped = text.lstrip()
-    if streamed and not stripped.startswith(("{", "[")):
-        return assemble_stream(text)
-    if not streamed and stripped.startswith("data:"):
-        return assemble_stream(text)
-    return assemble_body(text)
+    start = text.lstrip()[:5]
+    sse = not start.startswith(("{", "[")) if streamed else start.startswith("data:")
+    return assemble_stream(text) if sse else assemble_body(text)

@@ -10,30 +10,10 @@ the event loop's thread only.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
-
-from sidecar.metrics import REGISTRY
+from sidecar.sampling import metrics
 
 RESERVE_STEP = 64 * 1024
 """The proxy reserves in steps of this much, so a stream asks about once per 64 KiB."""
-
-MEMORY_BYTES = Gauge(
-    "vllm_sidecar_sample_memory_bytes",
-    "Bytes reserved for the sampler: response bytes kept by requests in flight and queued "
-    "exchanges.",
-    registry=REGISTRY,
-)
-MEMORY_LIMIT_BYTES = Gauge(
-    "vllm_sidecar_sample_memory_limit_bytes",
-    "The sampler's byte budget (sample_memory_max_bytes).",
-    registry=REGISTRY,
-)
-MEMORY_REFUSED = Counter(
-    "vllm_sidecar_sample_memory_refused_total",
-    "Reservations refused because the byte budget was spent (a response cut short for the "
-    "sampler, or an exchange dropped).",
-    registry=REGISTRY,
-)
 
 
 class MemoryBudget:
@@ -44,18 +24,18 @@ class MemoryBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        MEMORY_LIMIT_BYTES.set(limit)
+        metrics.MEMORY_LIMIT_BYTES.set(limit)
 
     def reserve(self, size: int) -> bool:
         """Take ``size`` bytes if they fit; False (and counted) if not."""
         if self.used + size > self.limit:
-            MEMORY_REFUSED.inc()
+            metrics.MEMORY_REFUSED.inc()
             return False
         self.used += size
-        MEMORY_BYTES.set(self.used)
+        metrics.MEMORY_BYTES.set(self.used)
         return True
 
     def release(self, size: int) -> None:
         """Give back ``size`` bytes reserved earlier."""
         self.used = max(0, self.used - size)
-        MEMORY_BYTES.set(self.used)
+        metrics.MEMORY_BYTES.set(self.used)

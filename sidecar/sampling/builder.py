@@ -20,9 +20,9 @@ import structlog
 
 from sidecar.sampling import metrics
 from sidecar.sampling.exchange import Exchange
-from sidecar.sampling.record import build_payload
+from sidecar.sampling.record import RecordContext, build_record
 from sidecar.sampling.redact import RedactionError, Redactor
-from sidecar.sampling.schema import SampleReason
+from sidecar.sampling.schema import encode
 
 log = structlog.get_logger(__name__)
 
@@ -31,14 +31,10 @@ STOP_SECONDS = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One queued exchange to turn into a record, with what the record needs from the pipeline
-    and the bytes of the memory budget it holds until then."""
+    """One queued exchange to turn into a record, with what the record needs from the pipeline."""
 
     exchange: Exchange
-    reason: SampleReason
-    rate: float
-    vllm_version: str | None
-    held: int
+    context: RecordContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,29 +54,20 @@ class Dropped:
     detail: str
 
 
-def build(job: Job, redactor: Redactor, deployment: str, pod: str, version: str) -> Built | Dropped:
+def build(job: Job, redactor: Redactor) -> Built | Dropped:
     """One record, or why not (runs in the child)."""
     counts: Counter[str] = Counter()
     try:
-        model_name, payload = build_payload(
-            job.exchange,
-            reason=job.reason,
-            rate=job.rate,
-            redactor=redactor,
-            deployment=deployment,
-            pod=pod,
-            sidecar_version=version,
-            vllm_version=job.vllm_version,
-            counts=counts,
-        )
+        record = build_record(job.exchange, job.context, redactor, counts)
+        payload = encode(record)
     except RedactionError as exc:
         return Dropped("redaction_failed", str(exc))
     except Exception as exc:  # the type only: an error's text could quote the content
         return Dropped("build_failed", type(exc).__name__)
-    return Built(model_name, payload, dict(counts))
+    return Built(record.model_name, payload, dict(counts))
 
 
-def _serve(conn: Connection, redactor: Redactor, deployment: str, pod: str, version: str) -> None:
+def _serve(conn: Connection, redactor: Redactor) -> None:
     """The child's loop: a batch of jobs in, their results out, until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -92,37 +79,24 @@ def _serve(conn: Connection, redactor: Redactor, deployment: str, pod: str, vers
             return
         if jobs is None:
             return
-        conn.send([build(job, redactor, deployment, pod, version) for job in jobs])
+        conn.send([build(job, redactor) for job in jobs])
 
 
 class RecordBuilder:
     """Owns the child; :meth:`build` is called from one thread at a time (the spool thread)."""
 
-    def __init__(
-        self,
-        redactor: Redactor,
-        *,
-        deployment: str,
-        pod: str,
-        version: str,
-        timeout: float,
-    ) -> None:
-        self._args = (redactor, deployment, pod, version)
+    def __init__(self, redactor: Redactor, *, timeout: float) -> None:
+        self._redactor = redactor
         self._timeout = timeout
         self._context = multiprocessing.get_context("spawn")
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
 
-    @property
-    def pid(self) -> int | None:
-        """The child's process id (None before start or after stop)."""
-        return None if self._process is None else self._process.pid
-
     def start(self) -> None:
         """Start the child and wait (up to the batch timeout) until it is ready."""
         parent, child = self._context.Pipe()
         process = self._context.Process(
-            target=_serve, args=(child, *self._args), name="sampling-builder", daemon=True
+            target=_serve, args=(child, self._redactor), name="sampling-builder", daemon=True
         )
         process.start()
         child.close()

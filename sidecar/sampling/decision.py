@@ -15,6 +15,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -22,9 +23,6 @@ from sidecar.config import ConfigError, Settings
 from sidecar.sampling.exchange import Exchange
 
 KeepReason = Literal["error", "length", "slow"]
-
-_TWO_TO_64 = float(1 << 64)
-
 
 GENERATED_KEY_NAME = "sample-key"
 """The key file written under ``spool_dir`` when ``sample_key_file`` is not set."""
@@ -36,7 +34,7 @@ def request_fraction(request_id: str, key: bytes) -> float:
     digest = hashlib.blake2b(
         request_id.encode("utf-8", "surrogatepass"), key=key, digest_size=8
     ).digest()
-    return int.from_bytes(digest, "big") / _TWO_TO_64
+    return int.from_bytes(digest, "big") / 2**64
 
 
 def _key_of(text: str, origin: Path) -> bytes:
@@ -93,33 +91,25 @@ class TokenBucket:
         return False
 
 
+@dataclass(kw_only=True, slots=True)
 class SampleDecider:
     """Head decision (random, per model) and tail keep-rules (error, length, slow)."""
 
-    def __init__(
-        self,
-        *,
-        key: bytes,
-        rate: float,
-        overrides: Mapping[str, float] | None = None,
-        keep_errors: bool = True,
-        keep_length: bool = True,
-        keep_slow_seconds: float | None = None,
-        keep_budget_per_minute: int = 60,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._key = key
-        self._rate = rate
-        self._overrides = dict(overrides or {})
-        self._keep_errors = keep_errors
-        self._keep_length = keep_length
-        self._keep_slow_seconds = keep_slow_seconds
-        self._budget = TokenBucket(keep_budget_per_minute, clock)
+    key: bytes = field(repr=False)
+    rate: float
+    overrides: Mapping[str, float] = field(default_factory=dict)
+    keep_errors: bool = True
+    keep_length: bool = True
+    keep_slow_seconds: float | None = None
+    keep_budget_per_minute: int = 60
+    clock: Callable[[], float] = time.monotonic
+    _budget: TokenBucket = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._budget = TokenBucket(self.keep_budget_per_minute, self.clock)
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, clock: Callable[[], float] = time.monotonic
-    ) -> SampleDecider:
+    def from_settings(cls, settings: Settings) -> SampleDecider:
         """Build the decider from the sampling section of the settings."""
         return cls(
             key=load_sample_key(settings.sample_key_file, settings.spool_dir),
@@ -129,26 +119,25 @@ class SampleDecider:
             keep_length=settings.sample_keep_length,
             keep_slow_seconds=settings.sample_keep_slow_seconds,
             keep_budget_per_minute=settings.sample_keep_budget_per_minute,
-            clock=clock,
         )
 
     def rate_for(self, model: str | None) -> float:
         """The random sample rate for ``model`` (its override, else the default)."""
-        if model is not None and model in self._overrides:
-            return self._overrides[model]
-        return self._rate
+        if model is not None and model in self.overrides:
+            return self.overrides[model]
+        return self.rate
 
     def head(self, request_id: str, model: str | None) -> bool:
         """Whether ``request_id`` falls in the random sample for ``model``."""
-        return request_fraction(request_id, self._key) < self.rate_for(model)
+        return request_fraction(request_id, self.key) < self.rate_for(model)
 
     def keep_rule(self, exchange: Exchange) -> KeepReason | None:
         """The first keep-rule an un-sampled exchange matches (budget not consulted)."""
-        if self._keep_errors and (exchange.status >= 400 or exchange.error is not None):
+        if self.keep_errors and (exchange.status >= 400 or exchange.error is not None):
             return "error"
-        if self._keep_length and exchange.finish_reason == "length":
+        if self.keep_length and exchange.finish_reason == "length":
             return "length"
-        if self._keep_slow_seconds is not None and exchange.e2e_seconds > self._keep_slow_seconds:
+        if self.keep_slow_seconds is not None and exchange.e2e_seconds > self.keep_slow_seconds:
             return "slow"
         return None
 

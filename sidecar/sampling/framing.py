@@ -3,7 +3,8 @@
 ``<crc32 as 8 hex digits> <start time in ms> <model slug> <record JSON>``, ended by a newline;
 the CRC covers everything after the first space. Start time and slug sit outside the JSON so the
 uploader can partition a segment without parsing records. A reader skips lines that fail the
-check (a torn tail after a crash, bit rot) and reports how many, instead of failing.
+check (a torn tail after a crash, bit rot) and reports how many, instead of failing. The
+durable writes the spool and the local sink share live here too.
 """
 
 from __future__ import annotations
@@ -78,7 +79,30 @@ def read_segment(path: Path) -> tuple[list[SpoolEntry], int]:
 
 
 def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is written (it may write less in one call)."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
-        view = view[written:]
+        view = view[os.write(fd, view) :]
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` survive a power loss."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` by ``data`` atomically and durably (temporary file, fsync, rename,
+    directory fsync): a reader, or the next start after a crash, sees all of it or none."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    fsync_dir(path.parent)

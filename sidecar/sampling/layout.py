@@ -32,16 +32,12 @@ def partition(ts_ms: int, model_slug: str) -> str:
     return f"dt={moment:%Y-%m-%d}/hour={moment:%H}/model={model_slug}"
 
 
-def compact_ts(ts_ms: int) -> str:
-    """``20250101T050102Z`` for a time in Unix milliseconds."""
-    return f"{datetime.fromtimestamp(ts_ms / 1000, tz=UTC):%Y%m%dT%H%M%SZ}"
-
-
 def object_key(
     prefix: str, part: str, pod: str, first_ts_ms: int, seq: int, *, instance: str = ""
 ) -> str:
     """The full key of one batch object; ``prefix`` may be empty (the local sink)."""
     writer = f"{slug(pod)}-{instance}" if instance else slug(pod)
-    name = f"{writer}-{compact_ts(first_ts_ms)}-{seq:012d}.jsonl.gz"
+    first = datetime.fromtimestamp(first_ts_ms / 1000, tz=UTC)
+    name = f"{writer}-{first:%Y%m%dT%H%M%SZ}-{seq:012d}.jsonl.gz"
     head = prefix.strip("/")
     return "/".join(piece for piece in (head, LAYOUT_VERSION, part, name) if piece)

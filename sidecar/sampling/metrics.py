@@ -56,6 +56,23 @@ BUILDER_RESTARTS = Counter(
     ["why"],
     registry=REGISTRY,
 )
+MEMORY_BYTES = Gauge(
+    "vllm_sidecar_sample_memory_bytes",
+    "Bytes reserved for the sampler: response bytes kept by requests in flight and queued "
+    "exchanges.",
+    registry=REGISTRY,
+)
+MEMORY_LIMIT_BYTES = Gauge(
+    "vllm_sidecar_sample_memory_limit_bytes",
+    "The sampler's byte budget (sample_memory_max_bytes).",
+    registry=REGISTRY,
+)
+MEMORY_REFUSED = Counter(
+    "vllm_sidecar_sample_memory_refused_total",
+    "Reservations refused because the byte budget was spent (a response cut short for the "
+    "sampler, or an exchange dropped).",
+    registry=REGISTRY,
+)
 SPOOL_BYTES = Gauge(
     "vllm_sidecar_spool_bytes",
     "Bytes of sample records waiting in the on-disk spool.",

@@ -9,6 +9,7 @@ and no pattern matches such a token, so redaction is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
@@ -66,15 +67,8 @@ class Pattern:
 
 def luhn_ok(digits: str) -> bool:
     """The Luhn checksum that every payment card number satisfies."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if position % 2:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
+    doubled = (int(char) * (1 + position % 2) for position, char in enumerate(reversed(digits)))
+    return sum(value - 9 if value > 9 else value for value in doubled) % 10 == 0
 
 
 def _card(text: str) -> int | None:
@@ -102,14 +96,12 @@ def _iban(text: str) -> int | None:
 
 
 def _ipv6(text: str) -> int | None:
-    groups = [group for group in text.split(":") if group]
-    if len(groups) < 2:
+    if sum(1 for group in text.split(":") if group) < 2:
         return None
-    try:
+    with contextlib.suppress(ValueError):
         ipaddress.IPv6Address(text)
-    except ValueError:
-        return None
-    return len(text)
+        return len(text)
+    return None
 
 
 def _phone(text: str) -> int | None:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -34,11 +32,12 @@ from sidecar.sampling.decision import SampleDecider
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.framing import SpoolEntry
 from sidecar.sampling.layout import slug
+from sidecar.sampling.record import RecordContext
 from sidecar.sampling.redact import Redactor
 from sidecar.sampling.schema import SampleReason
 from sidecar.sampling.sinks import sink_from_settings
 from sidecar.sampling.spool import Appended, Spool
-from sidecar.sampling.uploader import Backoff, Uploader
+from sidecar.sampling.uploader import Uploader
 
 log = structlog.get_logger(__name__)
 
@@ -51,21 +50,11 @@ State = Literal["new", "running", "stopping", "stopped"]
 class SamplingPipeline:
     """Implements :class:`~sidecar.sampling.exchange.Sampler`; one per process."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        redactor: Redactor | None = None,
-        clock: Callable[[], float] | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, *, redactor: Redactor | None = None) -> None:
         self._settings = settings
-        self._decider = SampleDecider.from_settings(settings, clock or time.monotonic)
+        self._decider = SampleDecider.from_settings(settings)
         self._builder = RecordBuilder(
             redactor or Redactor.from_settings(settings),
-            deployment=settings.deployment,
-            pod=settings.pod_name,
-            version=__version__,
             timeout=settings.sample_build_timeout_seconds,
         )
         self._sink, prefix = sink_from_settings(settings)
@@ -79,22 +68,15 @@ class SamplingPipeline:
         self._spool_executor = ThreadPoolExecutor(1, thread_name_prefix="sampling-spool")
         self._upload_executor = ThreadPoolExecutor(1, thread_name_prefix="sampling-upload")
         self._uploader = Uploader(
-            self._spool,
-            self._sink,
-            prefix=prefix,
-            pod=settings.pod_name,
-            backoff=Backoff(
-                settings.upload_retry_initial_seconds, settings.upload_retry_max_seconds
-            ),
-            executor=self._upload_executor,
-            tick_seconds=min(1.0, settings.upload_batch_max_seconds / 4),
-            rng=rng,
+            self._spool, self._sink, settings, prefix=prefix, executor=self._upload_executor
         )
         self._queue: asyncio.Queue[Job] = asyncio.Queue(settings.sample_queue_max_records)
-        self._memory = MemoryBudget(settings.sample_memory_max_bytes)
+        self.memory = MemoryBudget(settings.sample_memory_max_bytes)
+        """The byte budget shared with the proxy (``sample_memory_max_bytes``)."""
         self._queued_records = 0
         """Offered and not yet spooled (or dropped): the queue plus the batch being written."""
-        self._upstream_version: str | None = None
+        self.upstream_version: str | None = None
+        """vLLM's version (from its ``/version``), written into every record built from now on."""
         self._state: State = "new"
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -107,11 +89,6 @@ class SamplingPipeline:
         except Exception:  # never let sampling fail a request
             log.exception("sample_head_decision_failed")
             return False
-
-    @property
-    def memory(self) -> MemoryBudget:
-        """The byte budget shared with the proxy (``sample_memory_max_bytes``)."""
-        return self._memory
 
     def offer(self, exchange: Exchange, *, sampled: bool) -> None:
         """Keep the exchange if sampled or a keep-rule matches; O(1), never blocks or raises.
@@ -126,7 +103,7 @@ class SamplingPipeline:
             log.exception("sample_offer_failed")
         finally:
             if not queued:
-                self._memory.release(exchange.held_bytes)
+                self.memory.release(exchange.held_bytes)
 
     def _offer(self, exchange: Exchange, *, sampled: bool) -> bool:
         """Queue the exchange if it is to be kept; False if it was not (its bytes to release)."""
@@ -134,19 +111,27 @@ class SamplingPipeline:
         if reason is None:
             return False
         metrics.SAMPLES_TAKEN.labels(reason=reason).inc()
-        if self._state in ("stopping", "stopped") and self._worker_done():
+        worker_done = not self._tasks or self._tasks[0].done()
+        if self._state in ("stopping", "stopped") and worker_done:
             metrics.dropped("shutdown")
             return False
         if self._queue.full():
             metrics.dropped("queue_full")
             return False
         extra = len(exchange.request_body) + len(exchange.response_tail)
-        if not self._memory.reserve(extra):
+        if not self.memory.reserve(extra):
             metrics.dropped("memory_budget")
             return False
-        held = exchange.held_bytes + extra
-        rate = self._decider.rate_for(exchange.model)
-        self._queue.put_nowait(Job(exchange, reason, rate, self._upstream_version, held))
+        exchange.held_bytes += extra
+        context = RecordContext(
+            reason=reason,
+            rate=self._decider.rate_for(exchange.model),
+            deployment=self._settings.deployment,
+            pod=self._settings.pod_name,
+            sidecar_version=__version__,
+            vllm_version=self.upstream_version,
+        )
+        self._queue.put_nowait(Job(exchange, context))
         self._queued_records += 1
         return True
 
@@ -164,19 +149,7 @@ class SamplingPipeline:
             return None
         return rule
 
-    def _worker_done(self) -> bool:
-        return not self._tasks or self._tasks[0].done()
-
     # --- runtime facts ------------------------------------------------------------------------
-
-    def set_upstream_version(self, version: str | None) -> None:
-        """Record vLLM's version (from its ``/version``) in every record built from now on."""
-        self._upstream_version = version
-
-    @property
-    def upstream_version(self) -> str | None:
-        """The vLLM version written into records, if known."""
-        return self._upstream_version
 
     def status(self) -> dict[str, Any]:
         """A summary for the admin API: where records go and what waits in the spool."""
@@ -185,7 +158,7 @@ class SamplingPipeline:
             "state": self._state,
             "sink": self._sink.describe(),
             "queue_records": self._queued_records,
-            "memory_bytes": self._memory.used,
+            "memory_bytes": self.memory.used,
             "spool_bytes": size,
             "spool_records": records,
             "spool_oldest_ms": oldest_ms,
@@ -250,7 +223,7 @@ class SamplingPipeline:
             item = self._queue.get_nowait()
             self._queue.task_done()
             metrics.dropped("shutdown")
-            self._memory.release(item.held)
+            self.memory.release(item.exchange.held_bytes)
         self._queued_records = 0
 
     # --- the worker -----------------------------------------------------------------------------
@@ -265,7 +238,7 @@ class SamplingPipeline:
                 sealed = await loop.run_in_executor(self._spool_executor, self._spool_batch, batch)
             finally:
                 for item in batch:
-                    self._memory.release(item.held)
+                    self.memory.release(item.exchange.held_bytes)
                     self._queued_records -= 1
                     self._queue.task_done()
             if sealed:
@@ -296,8 +269,3 @@ class SamplingPipeline:
                 metrics.dropped("spool_write_failed")
                 log.exception("spool_append_failed", request_id=request_id)
         return sealed
-
-    @property
-    def builder_pid(self) -> int | None:
-        """The record-building child's process id, while it runs."""
-        return self._builder.pid

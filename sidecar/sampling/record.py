@@ -8,21 +8,21 @@ redacted on its way into the record's fields; any failure there raises
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NotRequired, TypedDict, Unpack
+from typing import Any
 
-from sidecar.sampling.assemble import Assembled, assemble, decode, fold_tail, parse_json_body
+from sidecar.sampling.assemble import (
+    assemble,
+    decode,
+    finish_reason,
+    fold_tail,
+    output_chars,
+    parse_json_body,
+)
 from sidecar.sampling.exchange import Exchange
 from sidecar.sampling.redact import RedactionError, Redactor
-from sidecar.sampling.schema import (
-    ChoiceRecord,
-    ErrorRecord,
-    ResponseRecord,
-    SampleReason,
-    SampleRecord,
-    ToolCallRecord,
-    encode,
-)
+from sidecar.sampling.schema import ResponseRecord, SampleReason, SampleRecord
 
 MIN_DATA_URL_CHARS = 1024
 """Inline ``data:`` URLs (base64 images, audio) longer than this are replaced by a note."""
@@ -38,12 +38,10 @@ from its first half: such texts end at their last whitespace within this many ch
 
 def _omit_data_urls(value: Any, omitted: list[str]) -> Any:
     """Replace inline data URLs by a note of their media type and length (noted in ``omitted``)."""
-    if isinstance(value, str):
-        if value.startswith("data:") and len(value) > MIN_DATA_URL_CHARS:
-            media = value[5:].split(";", 1)[0].split(",", 1)[0][:100]
-            omitted.append(media)
-            return f"[omitted data URL: {media}, {len(value)} chars]"
-        return value
+    if isinstance(value, str) and value.startswith("data:") and len(value) > MIN_DATA_URL_CHARS:
+        media = value[5:].split(";", 1)[0].split(",", 1)[0][:100]
+        omitted.append(media)
+        return f"[omitted data URL: {media}, {len(value)} chars]"
     if isinstance(value, dict):
         return {key: _omit_data_urls(item, omitted) for key, item in value.items()}
     if isinstance(value, list):
@@ -62,38 +60,36 @@ def request_tree(body: bytes) -> tuple[dict[str, Any], bool]:
     """The request body as JSON (``{"raw": text}`` when it is not a JSON object), and whether
     inline data was left out."""
     text = decode(body)
-    parsed = parse_json_body(text)
-    if parsed is None:
-        tree: dict[str, Any] = {"raw": text}
-    else:
-        tree = parsed if isinstance(parsed, dict) else {"body": parsed}
+    tree = parse_json_body(text)
+    if not isinstance(tree, dict):
+        tree = {"raw": text} if tree is None else {"body": tree}
     omitted: list[str] = []
     result: dict[str, Any] = _omit_data_urls(tree, omitted)
     return result, bool(omitted)
 
 
-def _close_cut_response(assembled: Assembled) -> None:
+def _close_cut_response(response: ResponseRecord) -> None:
     """Drop a possible half secret at the end of every text of a response the proxy cut."""
-    for choice in assembled.choices:
+    for choice in response.choices:
         choice.text = drop_partial_token(choice.text)
-        choice.reasoning = drop_partial_token(choice.reasoning)
+        if choice.reasoning is not None:
+            choice.reasoning = drop_partial_token(choice.reasoning)
         for call in choice.tool_calls:
-            call["arguments"] = drop_partial_token(call["arguments"])
-    if assembled.raw is not None:
-        assembled.raw = drop_partial_token(assembled.raw)
+            call.arguments = drop_partial_token(call.arguments)
+    if response.raw is not None:
+        response.raw = drop_partial_token(response.raw)
 
 
-class RecordContext(TypedDict):
-    """What a record needs besides the exchange (the keyword arguments of the builders)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordContext:
+    """Where a record comes from and why it was kept: its fields besides the exchange's."""
 
     reason: SampleReason
     rate: float
-    redactor: Redactor
     deployment: str
     pod: str
     sidecar_version: str
     vllm_version: str | None
-    counts: NotRequired[Counter[str] | None]
 
 
 class _Cleaner:
@@ -105,92 +101,76 @@ class _Cleaner:
         self.cut = False
 
     def text(self, value: str, limit: int = MAX_TEXT_CHARS) -> str:
-        bounded: str = self._bounded(self.redactor.clean_text(value, self.counts), limit)
-        return bounded
+        """Redacted, then cut past ``limit``: after redaction, so a secret the cut runs through
+        was already replaced; a cut piece is cleaned again (a prefix can match where the whole
+        did not)."""
+        clean = self.redactor.clean_text(value, self.counts)
+        if len(clean) <= limit:
+            return clean
+        self.cut = True
+        return self.redactor.clean_text(clean[:limit], self.counts)
 
     def maybe(self, value: str | None) -> str | None:
         return None if value is None else self.text(value)
 
     def tree(self, value: Any) -> Any:
-        return self._bounded(self.redactor.clean(value, self.counts), MAX_TEXT_CHARS)
-
-    def _bounded(self, clean: Any, limit: int) -> Any:
-        """Cut strings past ``limit``: after redaction, so a secret the cut runs through was
-        already replaced; a cut piece is cleaned again (a prefix can match where the whole
-        did not)."""
-        if isinstance(clean, dict):
-            return {key: self._bounded(item, limit) for key, item in clean.items()}
-        if isinstance(clean, list):
-            return [self._bounded(item, limit) for item in clean]
-        if not isinstance(clean, str) or len(clean) <= limit:
-            return clean
-        self.cut = True
-        return self.redactor.clean_text(clean[:limit], self.counts)
+        return self.redactor.clean(value, self.counts, self.text)
 
 
-def _response(assembled: Assembled, clean: _Cleaner) -> ResponseRecord:
-    error = assembled.error
-    code = None if error is None else error["code"]
-    return ResponseRecord(
-        choices=[
-            ChoiceRecord(
-                index=choice.index,
-                text=clean.text(choice.text),
-                reasoning=clean.text(choice.reasoning) or None,
-                finish_reason=clean.maybe(choice.finish_reason),
-                tool_calls=[
-                    ToolCallRecord(
-                        id=clean.maybe(call["id"]),
-                        type=clean.text(call["type"]),
-                        name=clean.text(call["name"]),
-                        arguments=clean.text(call["arguments"]),
-                    )
-                    for call in choice.tool_calls
-                ],
-            )
-            for choice in assembled.choices
-        ],
-        usage=None if assembled.usage is None else clean.tree(assembled.usage),
-        error=None
-        if error is None
-        else ErrorRecord(
-            message=clean.text(error["message"]),
-            type=clean.maybe(error["type"]),
-            code=clean.text(code) if isinstance(code, str) else code,
-        ),
-        raw=None if assembled.raw is None else clean.text(assembled.raw, MAX_RAW_CHARS),
-        events=assembled.events,
-        malformed_events=assembled.malformed_events,
-        stream_complete=assembled.stream_complete,
-    )
+def _clean_response(response: ResponseRecord, clean: _Cleaner) -> None:
+    """Redact every client- or model-controlled string of the assembled answer, in place."""
+    for choice in response.choices:
+        choice.text = clean.text(choice.text)
+        choice.reasoning = clean.maybe(choice.reasoning) or None
+        choice.finish_reason = clean.maybe(choice.finish_reason)
+        for call in choice.tool_calls:
+            call.id = clean.maybe(call.id)
+            call.type = clean.text(call.type)
+            call.name = clean.text(call.name)
+            call.arguments = clean.text(call.arguments)
+    if response.usage is not None:
+        response.usage = clean.tree(response.usage)
+    if response.error is not None:
+        response.error.message = clean.text(response.error.message)
+        response.error.type = clean.maybe(response.error.type)
+        if isinstance(response.error.code, str):
+            response.error.code = clean.text(response.error.code)
+    if response.raw is not None:
+        response.raw = clean.text(response.raw, MAX_RAW_CHARS)
 
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def build_record(exchange: Exchange, **context: Unpack[RecordContext]) -> SampleRecord:
+def build_record(
+    exchange: Exchange,
+    context: RecordContext,
+    redactor: Redactor,
+    counts: Counter[str] | None = None,
+) -> SampleRecord:
     """Assemble and redact one record; raises RedactionError when it cannot be proven clean."""
     request, omitted = request_tree(exchange.request_body)
-    assembled = assemble(exchange.response_chunks, streamed=exchange.streamed)
+    response = assemble(exchange.response_chunks, streamed=exchange.streamed)
     if exchange.response_truncated:
-        _close_cut_response(assembled)
+        _close_cut_response(response)
         if exchange.streamed and exchange.response_tail:
-            fold_tail(assembled, exchange.response_tail)
-    counts = context.get("counts")
-    clean = _Cleaner(context["redactor"], counts if counts is not None else Counter())
+            fold_tail(response, exchange.response_tail)
+    # Read before redaction: counts from the raw answer (a big token count is no phone number).
+    usage, chars = response.usage or {}, output_chars(response)
+    finish = finish_reason(response) or exchange.finish_reason
+    clean = _Cleaner(redactor, counts if counts is not None else Counter())
     try:
         clean_request = clean.tree(request)
-        response = _response(assembled, clean)
+        _clean_response(response, clean)
         request_id = clean.text(exchange.request_id)
         model_name = clean.maybe(exchange.model)
         endpoint = clean.text(exchange.path)
-        finish_reason = clean.maybe(assembled.finish_reason or exchange.finish_reason)
+        finish = clean.maybe(finish)
     except RedactionError:
         raise
     except Exception as exc:  # any failure inside the redactor means "not proven clean"
         raise RedactionError(f"redactor failed: {type(exc).__name__}") from exc
-    usage = assembled.usage or {}
     return SampleRecord(
         request_id=request_id,
         model_name=model_name,
@@ -200,31 +180,25 @@ def build_record(exchange: Exchange, **context: Unpack[RecordContext]) -> Sample
         status=exchange.status,
         error=exchange.error,
         error_type=None if response.error is None else response.error.type,
-        finish_reason=finish_reason,
+        finish_reason=finish,
         prompt_tokens=_int(usage.get("prompt_tokens")),
         completion_tokens=_int(usage.get("completion_tokens")),
         total_tokens=_int(usage.get("total_tokens")),
-        output_chars=assembled.output_chars,
-        n_choices=len(assembled.choices),
+        output_chars=chars,
+        n_choices=len(response.choices),
         started_at=datetime.fromtimestamp(exchange.started_at, tz=UTC),
         started_at_unix=exchange.started_at,
         ttft_seconds=exchange.ttft_seconds,
         e2e_seconds=exchange.e2e_seconds,
-        sample_rate=context["rate"],
-        sample_reason=context["reason"],
-        deployment=context["deployment"],
-        pod=context["pod"],
-        sidecar_version=context["sidecar_version"],
-        vllm_version=context["vllm_version"],
+        sample_rate=context.rate,
+        sample_reason=context.reason,
+        deployment=context.deployment,
+        pod=context.pod,
+        sidecar_version=context.sidecar_version,
+        vllm_version=context.vllm_version,
         key_name=exchange.key_name,
         redactions=sum(clean.counts.values()),
         truncated=omitted or clean.cut or exchange.response_truncated,
         request=clean_request,
         response=response,
     )
-
-
-def build_payload(exchange: Exchange, **context: Unpack[RecordContext]) -> tuple[str | None, bytes]:
-    """The record's (redacted) model name and its JSON line; raises like :func:`build_record`."""
-    record = build_record(exchange, **context)
-    return record.model_name, encode(record)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sidecar.config import Settings
@@ -40,13 +40,7 @@ escape), ``json`` leaves a lone ``\\ud800`` escape as one."""
 
 def scrub(text: str) -> str:
     """``text`` with any lone surrogate replaced by U+FFFD (ASCII and valid text returned as is)."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
-    return text
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def token(kind: str) -> str:
@@ -104,8 +98,7 @@ class Redactor:
             pieces: list[str] = []
             cursor = 0
             for start, end in _regex_spans(pattern, text):
-                pieces.append(text[cursor:start])
-                pieces.append(token(pattern.kind))
+                pieces += (text[cursor:start], token(pattern.kind))
                 cursor = end
                 if counts is not None:
                     counts[pattern.kind] += 1
@@ -118,9 +111,8 @@ class Redactor:
     def find(self, text: str) -> str | None:
         """The kind of the first pattern that still matches ``text``, if any."""
         for pattern in self._patterns:
-            if pattern.hint is None or pattern.hint in text:
-                for _span in _regex_spans(pattern, text):
-                    return pattern.kind
+            if (pattern.hint is None or pattern.hint in text) and any(_regex_spans(pattern, text)):
+                return pattern.kind
         return None
 
     def clean_text(self, text: str, counts: Counter[str] | None = None) -> str:
@@ -139,28 +131,36 @@ class Redactor:
                 return text
         raise RedactionError(f"pattern {kind!r} still matches after redaction")
 
-    def clean(self, value: Any, counts: Counter[str] | None = None) -> Any:
+    def clean(
+        self,
+        value: Any,
+        counts: Counter[str] | None = None,
+        leaf: Callable[[str], str] | None = None,
+    ) -> Any:
         """Redact a JSON-like tree (dicts, lists, strings, numbers); returns a new tree.
 
         Every string in the result has passed :meth:`clean_text`'s post-check, and the token
         that replaces a credential-named key's value is checked too (a user pattern could match
-        it), so the result needs no further check.
+        it), so the result needs no further check. ``leaf``, if given, cleans string values
+        instead of :meth:`clean_text` (the record cuts long ones there) and must call it.
         """
         if isinstance(value, str):
-            return self.clean_text(value, counts)
+            return self.clean_text(value, counts) if leaf is None else leaf(value)
         if isinstance(value, dict):
             cleaned: dict[str, Any] = {}
             for key, item in value.items():
                 clean_key = self.clean_text(str(key), counts)
                 if str(key).lower() in CREDENTIAL_KEYS and item is not None:
-                    cleaned[clean_key] = self._checked(token("credential"))
+                    if (kind := self.find(token("credential"))) is not None:
+                        raise RedactionError(f"pattern {kind!r} matches the credential token")
+                    cleaned[clean_key] = token("credential")
                     if counts is not None:
                         counts["credential"] += 1
                 else:
-                    cleaned[clean_key] = self.clean(item, counts)
+                    cleaned[clean_key] = self.clean(item, counts, leaf)
             return cleaned
         if isinstance(value, list | tuple):
-            return [self.clean(item, counts) for item in value]
+            return [self.clean(item, counts, leaf) for item in value]
         if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 10**7:
             # A card or phone number sent as a JSON number still counts, negative or written as
             # an integral float (``4111111111111111.0``) too.
@@ -170,9 +170,3 @@ class Redactor:
             redacted = self.clean_text(text, counts)
             return value if redacted == text else redacted
         return value
-
-    def _checked(self, text: str) -> str:
-        kind = self.find(text)
-        if kind is not None:
-            raise RedactionError(f"pattern {kind!r} still matches after redaction")
-        return text

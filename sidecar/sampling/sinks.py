@@ -9,12 +9,12 @@ atomically (temporary file, fsync, rename), so a reader never sees half an objec
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sidecar.config import Settings
+from sidecar.sampling.framing import write_file
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -42,21 +42,7 @@ class LocalSink:
         """Write ``body`` under ``root/key`` atomically (replacing any earlier copy)."""
         target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-        try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)
-        directory_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
+        write_file(target, body, mode=0o640)
 
     def describe(self) -> str:
         return f"file://{self.root.resolve()}"
@@ -65,26 +51,17 @@ class LocalSink:
 class S3Sink:
     """PutObject with the configured encryption and storage class; one client per sink."""
 
-    def __init__(
-        self,
-        *,
-        bucket: str,
-        region: str | None = None,
-        endpoint_url: str | None = None,
-        sse: str = "",
-        kms_key_id: str | None = None,
-        storage_class: str | None = None,
-    ) -> None:
+    def __init__(self, bucket: str, settings: Settings) -> None:
         self.bucket = bucket
-        self.region = region
-        self.endpoint_url = endpoint_url
+        self.region = settings.s3_region
+        self.endpoint_url = settings.s3_endpoint_url
         self._extra: dict[str, Any] = {"ContentType": CONTENT_TYPE}
-        if sse:
-            self._extra["ServerSideEncryption"] = sse
-        if sse == "aws:kms" and kms_key_id:
-            self._extra["SSEKMSKeyId"] = kms_key_id
-        if storage_class:
-            self._extra["StorageClass"] = storage_class
+        if settings.s3_sse:
+            self._extra["ServerSideEncryption"] = settings.s3_sse
+        if settings.s3_sse == "aws:kms" and settings.s3_kms_key_id:
+            self._extra["SSEKMSKeyId"] = settings.s3_kms_key_id
+        if settings.s3_storage_class:
+            self._extra["StorageClass"] = settings.s3_storage_class
         self._client: S3Client | None = None
         self._client_lock = threading.Lock()
 
@@ -118,13 +95,5 @@ class S3Sink:
 def sink_from_settings(settings: Settings) -> tuple[Sink, str]:
     """The configured sink and the key prefix to use with it (none for the local directory)."""
     if settings.s3_bucket:
-        sink = S3Sink(
-            bucket=settings.s3_bucket,
-            region=settings.s3_region,
-            endpoint_url=settings.s3_endpoint_url,
-            sse=settings.s3_sse,
-            kms_key_id=settings.s3_kms_key_id,
-            storage_class=settings.s3_storage_class,
-        )
-        return sink, settings.s3_prefix
+        return S3Sink(settings.s3_bucket, settings), settings.s3_prefix
     return LocalSink(settings.samples_dir), ""

@@ -10,7 +10,7 @@ entry that cannot be read at all is set aside and logged: the spool never keeps 
 
 Durability: every append is one ``write(2)`` of a whole line, so once :meth:`Spool.append`
 returns the record survives a crash of this process (``kill -9``). The open segment is
-``fsync``-ed at most every ``fsync_interval`` seconds and when it is sealed (rename + directory
+``fsync``-ed at most every ``FSYNC_INTERVAL`` seconds and when it is sealed (rename + directory
 fsync), so a power loss can cost at most about that interval. A failed write (disk full, file
 size limit) is truncated away and counted, never raised. The total size is capped at
 ``max_bytes``; ``when_full`` decides whether the new record (``drop_newest``) or the oldest
@@ -30,14 +30,21 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import structlog
 
 from sidecar.sampling import metrics
-from sidecar.sampling.framing import SpoolEntry, frame, read_segment, write_all
+from sidecar.sampling.framing import (
+    SpoolEntry,
+    frame,
+    fsync_dir,
+    read_segment,
+    write_all,
+    write_file,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +52,7 @@ WhenFull = Literal["drop_newest", "drop_oldest"]
 OPEN_SUFFIX = ".open"
 SEALED_SUFFIX = ".seg"
 INSTANCE_FILE = "instance-id"
+FSYNC_INTERVAL = 1.0
 _INSTANCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{0,80}$")
 
 
@@ -60,25 +68,16 @@ class Appended(enum.Enum):
     DROPPED = "dropped"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Segment:
-    """A segment file and what it holds."""
+    """A segment file and what it holds; changed only under the spool's lock, and never once
+    sealed (the uploader reads sealed ones without it). All but the open one are sealed."""
 
     seq: int
     path: Path
     size: int
     records: int
     oldest_ms: int | None
-    sealed: bool
-    opened_at: float
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:
@@ -92,8 +91,6 @@ class Spool:
         when_full: WhenFull = "drop_newest",
         segment_max_records: int = 500,
         segment_max_age: float = 60.0,
-        segment_max_bytes: int | None = None,
-        fsync_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -102,8 +99,7 @@ class Spool:
         self.when_full = when_full
         self.segment_max_records = segment_max_records
         self.segment_max_age = segment_max_age
-        self.segment_max_bytes = segment_max_bytes or min(max(max_bytes // 8, 4096), 64 << 20)
-        self.fsync_interval = fsync_interval
+        self.segment_max_bytes = min(max(max_bytes // 8, 4096), 64 << 20)
         self._clock = clock
         self._wall = wall
         self._lock = threading.Lock()
@@ -111,6 +107,7 @@ class Spool:
         self._claimed: set[int] = set()
         self._open_fd: int | None = None
         self._open_seq: int | None = None
+        self._opened_at = 0.0
         self._dirty = False
         self._last_fsync = 0.0
         self._next_seq = 1
@@ -145,7 +142,10 @@ class Spool:
             except OSError as exc:  # a directory, no permission, I/O error: skip, never fail
                 log.warning("spool_entry_unreadable", path=str(path), error=str(exc))
                 metrics.dropped("spool_corrupt")
-        self._next_seq = max(self._read_next_seq(), highest + 1)
+        self._next_seq = highest + 1
+        with contextlib.suppress(OSError, ValueError):  # missing or damaged: the files decide
+            kept = int((self.directory / "next-seq").read_text(encoding="ascii").strip())
+            self._next_seq = max(kept, highest + 1)
         total = shutil.disk_usage(self.directory).total
         if total < self.max_bytes:
             log.warning("spool_volume_smaller_than_cap", volume_bytes=total, cap=self.max_bytes)
@@ -174,8 +174,6 @@ class Spool:
             size=path.stat().st_size,
             records=len(entries),
             oldest_ms=min((entry.ts_ms for entry in entries), default=None),
-            sealed=True,
-            opened_at=self._clock(),
         )
 
     def close(self) -> None:
@@ -212,16 +210,10 @@ class Spool:
                 metrics.dropped("spool_write_failed")
                 self._undo_partial_write(segment)
                 return Appended.DROPPED
-            oldest = (
-                entry.ts_ms if segment.oldest_ms is None else min(segment.oldest_ms, entry.ts_ms)
-            )
-            segment = replace(
-                segment,
-                size=segment.size + len(line),
-                records=segment.records + 1,
-                oldest_ms=oldest,
-            )
-            self._segments[segment.seq] = segment
+            segment.size += len(line)
+            segment.records += 1
+            if segment.oldest_ms is None or entry.ts_ms < segment.oldest_ms:
+                segment.oldest_ms = entry.ts_ms
             self._dirty = True
             if (
                 segment.records >= self.segment_max_records
@@ -247,19 +239,20 @@ class Spool:
         if self._open_seq is not None:
             return self._segments[self._open_seq]
         seq = self._next_seq
-        self._write_next_seq(seq + 1)
+        write_file(self.directory / "next-seq", b"%d\n" % (seq + 1))
         self._next_seq = seq + 1
         path = self.directory / f"{seq:012d}{OPEN_SUFFIX}"
         self._open_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._open_seq = seq
-        segment = Segment(seq, path, 0, 0, None, sealed=False, opened_at=self._clock())
+        self._opened_at = self._clock()
+        segment = Segment(seq, path, 0, 0, None)
         self._segments[seq] = segment
         return segment
 
     def _maybe_fsync(self) -> None:
         if self._dirty and self._open_fd is not None:
             now = self._clock()
-            if now - self._last_fsync >= self.fsync_interval:
+            if now - self._last_fsync >= FSYNC_INTERVAL:
                 with contextlib.suppress(OSError):
                     os.fsync(self._open_fd)
                 self._last_fsync = now
@@ -269,16 +262,10 @@ class Spool:
         while self._total_size() + needed > self.max_bytes:
             if self.when_full == "drop_newest":
                 return False
-            victim = next(
-                (
-                    segment
-                    for segment in sorted(self._segments.values(), key=lambda s: s.seq)
-                    if segment.seq not in self._claimed
-                ),
-                None,
-            )
-            if victim is None:
+            unclaimed = [seq for seq in self._segments if seq not in self._claimed]
+            if not unclaimed:
                 return False
+            victim = self._segments[min(unclaimed)]
             if victim.seq == self._open_seq:
                 self._seal_locked()
             metrics.dropped("spool_full", victim.records)
@@ -291,23 +278,19 @@ class Spool:
     def tick(self) -> bool:
         """Seal the open segment if it is old enough; fsync it if due. True if sealed."""
         with self._lock:
-            sealed = False
-            if self._open_seq is not None:
-                segment = self._segments[self._open_seq]
-                if self._clock() - segment.opened_at >= self.segment_max_age:
-                    self._seal_locked()
-                    sealed = True
+            age = self._clock() - self._opened_at
+            sealed = self._open_seq is not None and age >= self.segment_max_age
+            if sealed:
+                self._seal_locked()
             self._maybe_fsync()
             self._publish()
             return sealed
 
-    def seal(self) -> bool:
-        """Seal the open segment now (shutdown, tests). True if there was one."""
+    def seal(self) -> None:
+        """Seal the open segment now (shutdown, tests)."""
         with self._lock:
-            had_open = self._open_seq is not None
             self._seal_locked()
             self._publish()
-            return had_open
 
     def _seal_locked(self) -> None:
         if self._open_seq is None or self._open_fd is None:
@@ -330,21 +313,18 @@ class Spool:
         sealed_path = segment.path.with_suffix(SEALED_SUFFIX)
         try:
             os.replace(segment.path, sealed_path)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError as exc:
             log.warning("spool_seal_rename_failed", segment=segment.seq, error=str(exc))
             sealed_path = segment.path
-        self._segments[segment.seq] = replace(segment, path=sealed_path, sealed=True)
+        segment.path = sealed_path
 
     # --- reading and acknowledging ------------------------------------------------------------
 
     def sealed_segments(self) -> list[Segment]:
-        """Sealed segments, oldest first."""
+        """Sealed segments (all but the open one), oldest first."""
         with self._lock:
-            return sorted(
-                (segment for segment in self._segments.values() if segment.sealed),
-                key=lambda segment: segment.seq,
-            )
+            return [self._segments[seq] for seq in sorted(self._segments) if seq != self._open_seq]
 
     def claim(self, seq: int) -> bool:
         """Mark a segment as being uploaded, so ``drop_oldest`` leaves it alone."""
@@ -358,10 +338,6 @@ class Spool:
         """Undo :meth:`claim` (upload failed; the segment stays)."""
         with self._lock:
             self._claimed.discard(seq)
-
-    def read(self, segment: Segment) -> tuple[list[SpoolEntry], int]:
-        """Entries of a sealed segment and its count of corrupt lines."""
-        return read_segment(segment.path)
 
     def remove(self, seq: int) -> None:
         """Delete a segment whose records the sink has confirmed."""
@@ -410,29 +386,5 @@ class Spool:
                 return kept
         host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")[:40]
         made = f"{host or 'host'}-{secrets.token_hex(6)}"
-        temporary = path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            write_all(fd, made.encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
+        write_file(path, made.encode("ascii") + b"\n")
         return made
-
-    def _read_next_seq(self) -> int:
-        try:
-            return int((self.directory / "next-seq").read_text(encoding="ascii").strip())
-        except (OSError, ValueError):
-            return 1
-
-    def _write_next_seq(self, value: int) -> None:
-        target = self.directory / "next-seq"
-        temporary = target.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            write_all(fd, b"%d\n" % value)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gzip
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -24,8 +24,9 @@ from typing import TypeVar
 
 import structlog
 
+from sidecar.config import Settings
 from sidecar.sampling import metrics
-from sidecar.sampling.framing import SpoolEntry
+from sidecar.sampling.framing import SpoolEntry, read_segment
 from sidecar.sampling.layout import object_key, partition
 from sidecar.sampling.sinks import Sink
 from sidecar.sampling.spool import Segment, Spool
@@ -77,28 +78,24 @@ class Uploader:
     """The background task that empties the spool into the sink."""
 
     def __init__(
-        self,
-        spool: Spool,
-        sink: Sink,
-        *,
-        prefix: str,
-        pod: str,
-        backoff: Backoff,
-        executor: Executor,
-        tick_seconds: float = 1.0,
-        rng: random.Random | None = None,
+        self, spool: Spool, sink: Sink, settings: Settings, *, prefix: str, executor: Executor
     ) -> None:
         self._spool = spool
         self._sink = sink
         self._prefix = prefix
-        self._pod = pod
-        self._backoff = backoff
+        self._pod = settings.pod_name
+        self._backoff = Backoff(
+            settings.upload_retry_initial_seconds, settings.upload_retry_max_seconds
+        )
         self._executor = executor
-        self._tick = tick_seconds
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._tick = min(1.0, settings.upload_batch_max_seconds / 4)
+        """Seconds between looks at the spool: at most a quarter of the batch age, so segments
+        seal on time."""
+        self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._wake = asyncio.Event()
         self._draining = asyncio.Event()
-        self._deadline: float | None = None
+        self._deadline = math.inf
+        """Event-loop time at which uploading gives up: none until :meth:`drain`."""
         self._attempt = 0
 
     def wake(self) -> None:
@@ -111,9 +108,7 @@ class Uploader:
         self._draining.set()
         self._wake.set()
 
-    def _remaining(self) -> float | None:
-        if self._deadline is None:
-            return None
+    def _remaining(self) -> float:
         return self._deadline - asyncio.get_running_loop().time()
 
     async def _call(self, function: Callable[..., T], *args: object) -> T:
@@ -122,8 +117,7 @@ class Uploader:
     async def run(self) -> None:
         """Loop until drained (after :meth:`drain`) or cancelled; survives its own bugs."""
         while True:
-            remaining = self._remaining()
-            if remaining is not None and remaining <= 0:
+            if self._remaining() <= 0:
                 return
             try:
                 if await self._pass():
@@ -157,9 +151,7 @@ class Uploader:
 
     async def _wait(self, seconds: float, event: asyncio.Event | None) -> None:
         """Sleep up to ``seconds`` but never past the deadline; ``event`` cuts it short."""
-        remaining = self._remaining()
-        if remaining is not None:
-            seconds = min(seconds, max(remaining, 0.0))
+        seconds = min(seconds, max(self._remaining(), 0.0))
         if event is None:
             await asyncio.sleep(seconds)
             return
@@ -172,24 +164,14 @@ class Uploader:
             return True  # gone already (dropped by the spool's when_full policy)
         try:
             try:
-                entries, corrupt = await self._call(self._spool.read, segment)
+                entries, corrupt = await self._call(read_segment, segment.path)
             except FileNotFoundError:
                 await self._call(self._spool.remove, segment.seq)
                 return True
             except OSError as exc:
                 log.warning("spool_read_failed", segment=segment.seq, error=str(exc))
                 return False
-            objects = await self._call(
-                functools.partial(
-                    batch_objects,
-                    prefix=self._prefix,
-                    pod=self._pod,
-                    seq=segment.seq,
-                    instance=self._spool.instance_id,
-                ),
-                entries,
-            )
-            for item in objects:
+            for item in await self._call(self._objects, entries, segment.seq):
                 if not await self._put(item):
                     return False
             await self._call(self._spool.remove, segment.seq)
@@ -201,14 +183,21 @@ class Uploader:
             log.warning("spool_corrupt_records_skipped", segment=segment.seq, records=corrupt)
         return True
 
+    def _objects(self, entries: Sequence[SpoolEntry], seq: int) -> list[BatchObject]:
+        instance = self._spool.instance_id
+        return batch_objects(
+            entries, prefix=self._prefix, pod=self._pod, seq=seq, instance=instance
+        )
+
     async def _put(self, item: BatchObject) -> bool:
         remaining = self._remaining()
-        if remaining is not None and remaining <= 0:
+        if remaining <= 0:
             return False
         metrics.UPLOAD_ATTEMPTS.inc()
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self._call(self._sink.put, item.key, item.body), remaining)
+            put = self._call(self._sink.put, item.key, item.body)
+            await asyncio.wait_for(put, None if remaining == math.inf else remaining)
         except Exception as exc:
             metrics.UPLOAD_FAILURES.inc()
             if self._attempt & (self._attempt - 1) == 0:  # 0, 1, 2, 4, 8 ...: no log flood

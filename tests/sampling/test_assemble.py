@@ -5,7 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 
-from sidecar.sampling.assemble import assemble, sse_events
+from sidecar.sampling.assemble import assemble, finish_reason, output_chars, sse_events
+from sidecar.sampling.schema import ErrorRecord
 from tests.sampling.helpers import chat_json, chat_stream, error_json, sse_event
 
 
@@ -13,11 +14,11 @@ def test_streamed_chat_is_concatenated_with_usage() -> None:
     """Deltas join into one text; finish reason and the usage chunk are kept."""
     result = assemble(chat_stream("Hel", "lo ", "world"), streamed=True)
     assert [choice.text for choice in result.choices] == ["Hello world"]
-    assert result.finish_reason == "stop"
+    assert finish_reason(result) == "stop"
     assert result.usage == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     assert result.stream_complete is True
     assert result.malformed_events == 0
-    assert result.output_chars == len("Hello world")
+    assert output_chars(result) == len("Hello world")
 
 
 def test_events_split_across_byte_chunks() -> None:
@@ -26,7 +27,7 @@ def test_events_split_across_byte_chunks() -> None:
     pieces = [whole[index : index + 7] for index in range(0, len(whole), 7)]
     result = assemble(pieces, streamed=True)
     assert result.choices[0].text == "h\u00e9llo w\u00f6rld"
-    assert result.finish_reason == "length"
+    assert finish_reason(result) == "length"
 
 
 def test_several_choices_and_reasoning() -> None:
@@ -41,7 +42,7 @@ def test_several_choices_and_reasoning() -> None:
     result = assemble(chunks, streamed=True)
     assert [(c.index, c.text, c.reasoning, c.finish_reason) for c in result.choices] == [
         (0, "A", "think ", "stop"),
-        (1, "B", "", "length"),
+        (1, "B", None, "length"),
     ]
 
 
@@ -83,10 +84,10 @@ def test_streamed_tool_call_arguments_are_joined() -> None:
     ]
     result = assemble(chunks, streamed=True)
     call = result.choices[0].tool_calls[0]
-    assert call["id"] == "call_1"
-    assert call["name"] == "get"
-    assert json.loads(call["arguments"]) == {"city": "Oslo"}
-    assert result.finish_reason == "tool_calls"
+    assert call.id == "call_1"
+    assert call.name == "get"
+    assert json.loads(call.arguments) == {"city": "Oslo"}
+    assert finish_reason(result) == "tool_calls"
 
 
 def test_legacy_completions_stream() -> None:
@@ -98,7 +99,7 @@ def test_legacy_completions_stream() -> None:
     ]
     result = assemble(chunks, streamed=True)
     assert result.choices[0].text == "one two"
-    assert result.finish_reason == "length"
+    assert finish_reason(result) == "length"
 
 
 def test_mid_stream_error_and_missing_done() -> None:
@@ -111,7 +112,7 @@ def test_mid_stream_error_and_missing_done() -> None:
     ]
     result = assemble(chunks, streamed=True)
     assert result.choices[0].text == "partial"
-    assert result.error == {"message": "engine died", "type": "InternalServerError", "code": 500}
+    assert result.error == ErrorRecord("engine died", "InternalServerError", 500)
     assert result.stream_complete is False
 
 
@@ -128,7 +129,7 @@ def test_non_streamed_body() -> None:
     """A JSON chat completion gives the same shape as a stream."""
     result = assemble([chat_json("the answer")], streamed=False)
     assert result.choices[0].text == "the answer"
-    assert result.finish_reason == "stop"
+    assert finish_reason(result) == "stop"
     assert result.usage is not None
     assert result.stream_complete is None
 
@@ -136,21 +137,21 @@ def test_non_streamed_body() -> None:
 def test_error_body_shapes() -> None:
     """Nested (new), flat (old) and plain-string (401) error bodies are all understood."""
     nested = assemble([error_json("bad value", 400)], streamed=False)
-    assert nested.error == {"message": "bad value", "type": "BadRequestError", "code": 400}
+    assert nested.error == ErrorRecord("bad value", "BadRequestError", 400)
     flat = assemble(
         [b'{"object":"error","message":"too long","type":"BadRequestError","code":400}'],
         streamed=False,
     )
-    assert flat.error == {"message": "too long", "type": "BadRequestError", "code": 400}
+    assert flat.error == ErrorRecord("too long", "BadRequestError", 400)
     unauthorized = assemble([b'{"error":"Unauthorized"}'], streamed=False)
-    assert unauthorized.error == {"message": "Unauthorized", "type": None, "code": None}
+    assert unauthorized.error == ErrorRecord("Unauthorized", None, None)
 
 
 def test_error_body_on_a_streamed_request() -> None:
     """A stream request rejected before streaming returns JSON; it is parsed as such."""
     result = assemble([error_json("context too long")], streamed=True)
     assert result.error is not None
-    assert result.error["message"] == "context too long"
+    assert result.error.message == "context too long"
 
 
 def test_unknown_body_is_kept_as_raw_text() -> None:

@@ -53,7 +53,7 @@ async def test_records_land_in_the_local_layout(tmp_path: Path) -> None:
     """Offered exchanges end up as gzip JSON lines under samples_dir/v1/dt=/hour=/model=/."""
     pipeline = SamplingPipeline(settings(tmp_path))
     await pipeline.start()
-    pipeline.set_upstream_version("0.33.0")
+    pipeline.upstream_version = "0.33.0"
     written = metric("vllm_sidecar_samples_written_total")
     taken = metric("vllm_sidecar_samples_taken_total", reason="random")
     for n in range(10):

@@ -1,9 +1,9 @@
 """A corpus of planted secrets: every class, in every place a value can reach a record.
 
-Each case builds the record the way the pipeline does (:func:`build_payload` on an exchange
-like the proxy's) and asserts that the secret is nowhere in it and that the expected kind of
-redaction took its place. Out of scope (documented in docs/samples.md): base64-encoded secrets
-and secrets split by zero-width characters.
+Each case builds the record the way the pipeline does (:func:`build_record` and the one encoder,
+on an exchange like the proxy's) and asserts that the secret is nowhere in it and that the
+expected kind of redaction took its place. Out of scope (documented in docs/samples.md):
+base64-encoded secrets and secrets split by zero-width characters.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from sidecar.sampling.exchange import Exchange
-from sidecar.sampling.record import build_payload
+from sidecar.sampling.record import RecordContext, build_record
 from sidecar.sampling.redact import Redactor
+from sidecar.sampling.schema import encode
 from tests.sampling.helpers import chat_json, error_json, exchange, sse_event
 
 JWT = (
@@ -197,18 +198,11 @@ def _strings(value: Any) -> list[str]:
 
 def _record_text(built: Exchange) -> tuple[str, Counter[str]]:
     counts: Counter[str] = Counter()
-    _model, payload = build_payload(
-        built,
-        reason="random",
-        rate=1.0,
-        redactor=Redactor(),
-        deployment="d",
-        pod="p",
-        sidecar_version="v",
-        vllm_version=None,
-        counts=counts,
+    context = RecordContext(
+        reason="random", rate=1.0, deployment="d", pod="p", sidecar_version="v", vllm_version=None
     )
-    return "\n".join(_strings(json.loads(payload))), counts
+    record = build_record(built, context, Redactor(), counts)
+    return "\n".join(_strings(json.loads(encode(record)))), counts
 
 
 @pytest.mark.parametrize("place", sorted(PLACES))

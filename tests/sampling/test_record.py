@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.sampling.record import build_record
+from sidecar.sampling.record import RecordContext, build_record
 from sidecar.sampling.redact import RedactionError, Redactor
 from sidecar.sampling.schema import SampleRecord, decode, encode
 from tests.sampling.helpers import chat_request, chat_stream, error_json, exchange
@@ -36,17 +36,18 @@ class ExplodingRedactor(Redactor):
         raise KeyError("bug")
 
 
+CONTEXT = RecordContext(
+    reason="random",
+    rate=0.01,
+    deployment="green",
+    pod="pod-a",
+    sidecar_version="9.9.9",
+    vllm_version="0.33.0",
+)
+
+
 def _build(redactor: Redactor | None = None, **kwargs: Any) -> SampleRecord:
-    return build_record(
-        exchange("req-1", **kwargs),
-        reason="random",
-        rate=0.01,
-        redactor=redactor or Redactor(),
-        deployment="green",
-        pod="pod-a",
-        sidecar_version="9.9.9",
-        vllm_version="0.33.0",
-    )
+    return build_record(exchange("req-1", **kwargs), CONTEXT, redactor or Redactor())
 
 
 def test_streamed_record_has_flat_columns_and_nested_detail() -> None:
@@ -142,16 +143,7 @@ def test_a_response_the_proxy_cut_short_is_marked_truncated() -> None:
         ),
         response_truncated=True,
     )  # fmt: skip
-    record = build_record(
-        cut,
-        reason="random",
-        rate=0.01,
-        redactor=Redactor(),
-        deployment="green",
-        pod="pod-a",
-        sidecar_version="9.9.9",
-        vllm_version="0.33.0",
-    )
+    record = build_record(cut, CONTEXT, Redactor())
     assert record.truncated is True
     assert record.response.choices[0].text == "alpha "
     assert record.response.stream_complete is not True

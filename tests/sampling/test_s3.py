@@ -60,7 +60,7 @@ async def test_records_land_in_layout_and_duckdb_reads_them(
         s3_settings(tmp_path, moto_s3, s3_sse="AES256", s3_storage_class="STANDARD_IA")
     )
     await pipeline.start()
-    pipeline.set_upstream_version("0.33.0")
+    pipeline.upstream_version = "0.33.0"
     for n in range(30):
         model = "meta-llama/Llama-3-8B" if n % 3 else "Qwen/Qwen2.5-7B"
         streamed = n % 2 == 0

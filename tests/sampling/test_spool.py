@@ -34,7 +34,7 @@ def numbers(spool: Spool) -> list[int]:
     """Record numbers over all sealed segments, in order."""
     out = []
     for segment in spool.sealed_segments():
-        entries, _ = spool.read(segment)
+        entries, _ = read_segment(segment.path)
         out += [entry.ts_ms - 1_700_000_000_000 for entry in entries]
     return out
 
@@ -142,7 +142,7 @@ def test_torn_tail_after_a_crash_is_skipped(tmp_path: Path) -> None:
     again = make(tmp_path)
     assert numbers(again) == [0, 1, 2]
     segment = again.sealed_segments()[0]
-    assert again.read(segment)[1] == 1
+    assert read_segment(segment.path)[1] == 1
     again.close()
 
 

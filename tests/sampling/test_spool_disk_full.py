@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sidecar.sampling.framing import read_segment
 from sidecar.sampling.spool import Spool
 
 CHILD = """
@@ -66,7 +67,7 @@ def test_full_disk_drops_and_counts_without_crashing(tmp_path: Path) -> None:
     numbers = []
     corrupt = 0
     for segment in spool.sealed_segments():
-        entries, bad = spool.read(segment)
+        entries, bad = read_segment(segment.path)
         numbers += [json.loads(e.payload)["n"] for e in entries]
         corrupt += bad
     spool.close()

@@ -49,7 +49,7 @@ class SpoolMachine(RuleBasedStateMachine):
         """The sink confirmed the oldest sealed segment: it is removed."""
         sealed = self.spool.sealed_segments()
         if sealed:
-            entries, _ = self.spool.read(sealed[0])
+            entries, _ = read_segment(sealed[0].path)
             self.spool.remove(sealed[0].seq)
             gone = {entry.ts_ms - BASE_MS for entry in entries}
             self.pending = [n for n in self.pending if n not in gone]
