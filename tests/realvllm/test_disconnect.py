@@ -1,10 +1,16 @@
-"""A client that leaves mid-stream: vLLM aborts at once and does not count it; the sidecar does."""
+"""A client that leaves mid-stream: vLLM aborts at once and does not count it; the sidecar does.
+
+The engine is frozen (``kill -STOP`` of the EngineCore) while the client leaves, so the stream
+cannot run to its end first; the abort must land within 1 s of the thaw."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import signal
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -53,20 +59,32 @@ async def _finished(url: str) -> dict[str, float]:
     }
 
 
-@dataclass(frozen=True)
-class Departure:
-    """One client that left mid-stream, as both sides counted it."""
+@contextlib.contextmanager
+def _engine_frozen(backend: Backend) -> Iterator[Callable[[], None]]:
+    """Freeze the engine (``kill -STOP`` of vLLM's EngineCore, the emulator's stall fault) and
+    give a thaw; the API server keeps answering. Thawed on the way out whatever happens."""
+    if backend.server is not None:
+        engine = backend.server.pid_of("EngineCore")
+        assert engine is not None, "no EngineCore process in the server's group"
+        os.kill(engine, signal.SIGSTOP)
+        thaw: Callable[[], None] = functools.partial(os.kill, engine, signal.SIGCONT)
+    else:
+        assert backend.emulator is not None
+        controls = backend.emulator.controls
+        controls.set_faults(stall=True)
+        thaw = functools.partial(controls.set_faults, stall=False)
+    try:
+        yield thaw
+    finally:
+        thaw()  # a second SIGCONT or stall=False changes nothing
 
-    gauge: list[float]
-    """vLLM's running gauge from the moment the client left until it read 0."""
-    abort_seconds: float
-    finished: dict[str, float]
-    """vLLM's finished counts by reason since the request was sent."""
-    statuses: dict[str, float]
-    """The sidecar's request counts by status since then."""
 
-
-async def _leave_mid_stream(backend: Backend, front: Front) -> Departure:
+async def test_client_disconnect_aborts_in_vllm_and_counts_in_the_sidecar(
+    backend: Backend, front: Front
+) -> None:
+    """The engine is frozen while the client leaves, so the stream cannot run to its end first
+    (on a busy box the whole 2,016 tokens could otherwise be generated and buffered by the
+    sockets before the client left); once thawed, vLLM must drop the request within 1 s."""
     # The server is shared: start from an idle engine so the gauge moves for this request only.
     await wait_until(
         lambda: _engine_is(backend.url, (0.0, 0.0)), within=60, what="vLLM idle", every=0.1
@@ -83,47 +101,30 @@ async def _leave_mid_stream(backend: Backend, front: Front) -> Departure:
         reply = await session.post(f"{front.url}/v1/completions", json=body)
         assert reply.status == 200
         await reply.content.readuntil(b"\n\n")  # the first event: vLLM is generating
-        # vLLM's gauge follows its stats loop, a moment after the first token.
-        await wait_until(
-            lambda: _engine_is(backend.url, (1.0, 0.0)),
-            within=10,
-            what="vLLM's running gauge to show the request",
-            every=0.02,
-        )
-        reply.close()  # the client leaves mid-stream
-        left = time.monotonic()
-    gauge = [1.0]
-    while gauge[-1] != 0:  # each read is a fresh page: the loop ends once vLLM dropped it
-        assert time.monotonic() - left < 10, f"vLLM still running the request: {gauge}"
-        gauge.append((await _engine(backend.url))[0])
-    abort_seconds = time.monotonic() - left
-    await wait_until(
-        lambda: sum(_statuses().values()) > sum(statuses.values()),
-        within=5,
-        what="the sidecar to count the request",
-    )
-    after = await _finished(backend.url)
-    return Departure(
-        gauge,
-        abort_seconds,
-        {reason: after[reason] - finished[reason] for reason in after},
-        {
-            status: count - statuses.get(status, 0.0)
-            for status, count in _statuses().items()
-            if count > statuses.get(status, 0.0)
-        },
-    )
-
-
-async def test_client_disconnect_aborts_in_vllm_and_counts_in_the_sidecar(
-    backend: Backend, front: Front
-) -> None:
-    # On a loaded box the whole stream can be generated (and buffered by the sockets) before
-    # the client leaves; such a try shows nothing about aborts, so it is made again.
-    tries = [await _leave_mid_stream(backend, front)]
-    while sum(tries[-1].finished.values()) and len(tries) < 3:
-        tries.append(await _leave_mid_stream(backend, front))
-    left = tries[-1]
-    assert left.finished == {"abort": 0, "length": 0, "stop": 0}, f"no try aborted: {tries}"
-    assert left.abort_seconds < 1.0, f"abort took {left.abort_seconds:.2f} s: {left.gauge}"
-    assert left.statuses == {"499": 1}  # the sidecar counts it; vLLM (above) does not
+        with _engine_frozen(backend) as thaw:
+            # The engine reported the request running with its first token; a frozen engine
+            # keeps that report on the page.
+            await wait_until(
+                lambda: _engine_is(backend.url, (1.0, 0.0)),
+                within=10,
+                what="vLLM's running gauge to show the request",
+                every=0.05,
+            )
+            reply.close()  # the client leaves mid-stream
+            await wait_until(
+                lambda: _statuses() != statuses, within=5, what="the sidecar to count it"
+            )
+            thaw()
+            thawed = time.monotonic()
+            gauge = [1.0]
+            while gauge[-1] != 0:  # each read is a fresh page: ends once vLLM dropped it
+                assert time.monotonic() - thawed < 10, f"vLLM still running it: {gauge}"
+                gauge.append((await _engine(backend.url))[0])
+            abort_seconds = time.monotonic() - thawed
+    assert abort_seconds < 1.0, f"abort took {abort_seconds:.2f} s: {gauge}"
+    assert await _finished(backend.url) == finished  # aborted, not finished: vLLM counts neither
+    after = _statuses()
+    assert {status: after[status] - statuses.get(status, 0.0) for status in after} == {
+        **dict.fromkeys(statuses, 0.0),
+        "499": 1.0,
+    }
