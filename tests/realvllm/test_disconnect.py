@@ -6,11 +6,10 @@ cannot run to its end first; the abort must land within 1 s of the thaw."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -59,24 +58,38 @@ async def _finished(url: str) -> dict[str, float]:
     }
 
 
-@contextlib.contextmanager
-def _engine_frozen(backend: Backend) -> Iterator[Callable[[], None]]:
-    """Freeze the engine (``kill -STOP`` of vLLM's EngineCore, the emulator's stall fault) and
-    give a thaw; the API server keeps answering. Thawed on the way out whatever happens."""
-    if backend.server is not None:
-        engine = backend.server.pid_of("EngineCore")
-        assert engine is not None, "no EngineCore process in the server's group"
-        os.kill(engine, signal.SIGSTOP)
-        thaw: Callable[[], None] = functools.partial(os.kill, engine, signal.SIGCONT)
-    else:
-        assert backend.emulator is not None
-        controls = backend.emulator.controls
-        controls.set_faults(stall=True)
-        thaw = functools.partial(controls.set_faults, stall=False)
-    try:
-        yield thaw
-    finally:
-        thaw()  # a second SIGCONT or stall=False changes nothing
+class _Engine:
+    """Freezes and thaws the engine: ``kill -STOP``/``-CONT`` of vLLM's EngineCore, the
+    emulator's stall fault. The API server keeps answering meanwhile. Both are idempotent."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._pid: int | None = None
+        if backend.server is not None:
+            self._pid = backend.server.pid_of("EngineCore")
+            assert self._pid is not None, "no EngineCore process in the server's group"
+
+    def freeze(self) -> None:
+        if self._pid is not None:
+            os.kill(self._pid, signal.SIGSTOP)
+        else:
+            assert self._backend.emulator is not None
+            self._backend.emulator.controls.set_faults(stall=True)
+
+    def thaw(self) -> None:
+        if self._pid is not None:
+            os.kill(self._pid, signal.SIGCONT)
+        else:
+            assert self._backend.emulator is not None
+            self._backend.emulator.controls.set_faults(stall=False)
+
+
+async def _shows(url: str, gauges: tuple[float, float], within: float) -> bool:
+    """Whether vLLM's page shows ``gauges`` (running, waiting) within ``within`` seconds."""
+    with contextlib.suppress(AssertionError):
+        await wait_until(lambda: _engine_is(url, gauges), within=within, every=0.05)
+        return True
+    return False
 
 
 async def test_client_disconnect_aborts_in_vllm_and_counts_in_the_sidecar(
@@ -97,30 +110,36 @@ async def test_client_disconnect_aborts_in_vllm_and_counts_in_the_sidecar(
         "stream": True,
         "ignore_eos": True,
     }
-    async with aiohttp.ClientSession() as session:
-        reply = await session.post(f"{front.url}/v1/completions", json=body)
-        assert reply.status == 200
-        await reply.content.readuntil(b"\n\n")  # the first event: vLLM is generating
-        with _engine_frozen(backend) as thaw:
-            # The engine reported the request running with its first token; a frozen engine
-            # keeps that report on the page.
-            await wait_until(
-                lambda: _engine_is(backend.url, (1.0, 0.0)),
-                within=10,
-                what="vLLM's running gauge to show the request",
-                every=0.05,
-            )
+    engine = _Engine(backend)
+    try:
+        async with aiohttp.ClientSession() as session:
+            reply = await session.post(f"{front.url}/v1/completions", json=body)
+            assert reply.status == 200
+            await reply.content.readuntil(b"\n\n")  # the first event: vLLM is generating
+            # The running gauge follows the engine's stats a moment behind its tokens: a freeze
+            # can catch the page before it shows the request. Then let the engine run until it
+            # does, and freeze again (each try costs the stream a few of its 2,016 tokens).
+            for _ in range(5):
+                engine.freeze()
+                if await _shows(backend.url, (1.0, 0.0), within=1.0):
+                    break
+                engine.thaw()
+                await _shows(backend.url, (1.0, 0.0), within=2.0)
+            else:
+                pytest.fail("the frozen engine's page never showed the request running")
             reply.close()  # the client leaves mid-stream
             await wait_until(
                 lambda: _statuses() != statuses, within=5, what="the sidecar to count it"
             )
-            thaw()
-            thawed = time.monotonic()
-            gauge = [1.0]
-            while gauge[-1] != 0:  # each read is a fresh page: ends once vLLM dropped it
-                assert time.monotonic() - thawed < 10, f"vLLM still running it: {gauge}"
-                gauge.append((await _engine(backend.url))[0])
-            abort_seconds = time.monotonic() - thawed
+        engine.thaw()
+        thawed = time.monotonic()
+        gauge = [1.0]
+        while gauge[-1] != 0:  # each read is a fresh page: ends once vLLM dropped it
+            assert time.monotonic() - thawed < 10, f"vLLM still running it: {gauge}"
+            gauge.append((await _engine(backend.url))[0])
+        abort_seconds = time.monotonic() - thawed
+    finally:
+        engine.thaw()
     assert abort_seconds < 1.0, f"abort took {abort_seconds:.2f} s: {gauge}"
     assert await _finished(backend.url) == finished  # aborted, not finished: vLLM counts neither
     after = _statuses()
