@@ -35,7 +35,7 @@ from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.runner import run_emulator
 from sidecar.realvllm.launch import DEFAULT_FLAGS, SERVED_MODEL
 from tests.realvllm.servers import RealVllmFactory
-from tests.support import Processes, free_port, wait_for_port
+from tests.support import Processes, free_port, wait_for_port, wait_until
 
 PROMETHEUS = "/usr/bin/prometheus"
 ADMISSION_LIMIT = 2
@@ -99,22 +99,28 @@ async def real_vllm_backend(
             for line in text.splitlines()
         )
 
+    async def reports_running(within: float) -> bool:
+        with contextlib.suppress(AssertionError):
+            await wait_until(engine_reports_running, within=within, every=0.05)
+            return True
+        return False
+
     async def stall() -> None:
         # The running gauge is the engine's last report: a STOP that lands between two batches
         # (every request just finished, the next ones not yet scheduled) freezes it at 0 and
-        # no stall alert can fire. Freeze until the frozen page shows requests running.
+        # no stall alert can fire. Freeze until the frozen page shows requests running; else
+        # let the engine run until the page shows them and freeze again.
         deadline = time.monotonic() + 30
         while True:
             engine = server.pid_of("EngineCore")
             assert engine is not None, "no EngineCore process in the server's group"
             stopped.append(engine)
             os.kill(engine, signal.SIGSTOP)
-            await asyncio.sleep(0.3)  # stats the engine sent before the STOP land first
-            if await engine_reports_running():
+            if await reports_running(within=1.0):  # stats sent before the STOP land first
                 return
             assert time.monotonic() < deadline, "the engine never froze with requests running"
             await resume()
-            await asyncio.sleep(0.2)
+            await reports_running(within=2.0)
 
     async def resume() -> None:
         while stopped:
@@ -201,17 +207,18 @@ class DrillStack:
     async def time_to_fire(self, alert: str, since: float, within: float = 120.0) -> Timing:
         """Poll both paths until both fire; the seconds each took since ``since``."""
         timing = Timing(alert, self.backend.name)
-        deadline = since + within
-        while time.monotonic() < deadline:
+
+        async def both_fired() -> bool:
             prometheus, sidecar = await self.firing(alert)
             now = time.monotonic() - since
             if prometheus and timing.prometheus is None:
                 timing.prometheus = now
             if sidecar and timing.sidecar is None:
                 timing.sidecar = now
-            if timing.prometheus is not None and timing.sidecar is not None:
-                break
-            await asyncio.sleep(0.2)
+            return timing.prometheus is not None and timing.sidecar is not None
+
+        with contextlib.suppress(AssertionError):  # the caller judges what did not fire
+            await wait_until(both_fired, within=since + within - time.monotonic(), every=0.2)
         self.timings.append(timing)
         print(timing.line())
         return timing
